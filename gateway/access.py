@@ -1,0 +1,66 @@
+"""Authentication and authorisation: (route, credential) -> Session | None, or a typed error.
+
+Contract §3.3 and §3.6. The decision uses only the route and Ory's answer; it never looks
+at headers the client could forge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gateway.cache import SessionCache
+from gateway.credentials import Credential
+from gateway.errors import (
+    AccessDeniedError,
+    RefreshRequiredError,
+    SessionRequiredError,
+    StepUpRequiredError,
+)
+from gateway.ory import OryClient, StepUpRequired, WhoamiResult
+from gateway.routes import Route, aal_rank
+from gateway.session import Session
+
+
+class Authenticator:
+    """Looks sessions up through the cache and applies a route's requirements."""
+
+    def __init__(self, ory: OryClient, cache: SessionCache, clock: Callable[[], float]) -> None:
+        self.ory = ory
+        self.cache = cache
+        self._clock = clock
+
+    async def lookup(self, credential: Credential) -> WhoamiResult:
+        """Cached whoami; raises OryUnavailableError when Ory fails and nothing stale helps."""
+
+        async def fetch(fresh: bool) -> WhoamiResult:
+            return await self.ory.whoami(credential, fresh=fresh)
+
+        return await self.cache.get(credential.key, fetch)
+
+    async def authorize(self, route: Route, credential: Credential | None) -> Session | None:
+        """The session to vouch for (None = pass anonymously), or raise why not."""
+        if route.access == "deny":
+            raise AccessDeniedError()
+        if route.access == "public":
+            return None
+        if credential is None:
+            if route.access == "optional":
+                return None
+            raise SessionRequiredError()
+        result = await self.lookup(credential)
+        if not isinstance(result, Session):
+            if route.access == "optional":
+                return None
+            if isinstance(result, StepUpRequired):
+                raise StepUpRequiredError()
+            raise SessionRequiredError()
+        if route.access == "authenticated":
+            self.check_requirements(route, result)
+        return result
+
+    def check_requirements(self, route: Route, session: Session) -> None:
+        """The route's `aal` and `max_age` (§3.6)."""
+        if route.aal is not None and aal_rank(session.aal) < aal_rank(route.aal):
+            raise StepUpRequiredError()
+        if route.max_age is not None and self._clock() - session.authenticated_at > route.max_age:
+            raise RefreshRequiredError()

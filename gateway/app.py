@@ -1,0 +1,96 @@
+"""The composition root: config in, aiohttp Application out (STYLE.md "app owns resources")."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import cast
+
+import aiohttp
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from gateway.access import Authenticator
+from gateway.assets import templates_dir
+from gateway.cache import SessionCache
+from gateway.config import GatewayConfig
+from gateway.context import SERVICES, Services
+from gateway.ory import HttpOryClient, OryClient
+from gateway.pipeline import handle_request
+from gateway.redirects import LoopGuard
+from gateway.respond import Responder
+from gateway.routes import RouteTable
+
+
+def build_app(
+    config: GatewayConfig,
+    *,
+    ory: OryClient | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The gateway as an aiohttp app; pass `ory` to swap the Ory client (tests)."""
+    app = web.Application(handler_args={"max_field_size": 16 * 1024})
+    cache = SessionCache(
+        ttl=config.cache.ttl,
+        max_entries=config.cache.max_entries,
+        stale_if_error=config.cache.stale_if_error,
+        clock=clock,
+    )
+    services = Services(
+        config=config,
+        routes=RouteTable(config),
+        auth=Authenticator(ory or cast(OryClient, _PendingOry()), cache, clock),
+        responder=Responder(config, LoopGuard(clock)),
+        clock=clock,
+        strip=Services.identity_names(config),
+    )
+    app[SERVICES] = services
+    aiohttp_jinja2.setup(
+        app, loader=jinja2.FileSystemLoader(str(templates_dir())), autoescape=True
+    )
+    app.cleanup_ctx.append(_http_clients(services, ory))
+    app.router.add_route("*", "/{tail:.*}", handle_request)
+    return app
+
+
+def _http_clients(
+    services: Services, ory: OryClient | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """One long-lived ClientSession per target, closed with the app."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        config = services.config
+        upstream = aiohttp.ClientSession(
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.upstream.timeout),
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+        )
+        ory_http = aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(),
+            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=60),
+        )
+        services.upstream_http = upstream
+        services.auth.ory = ory or HttpOryClient(
+            ory_http,
+            base_url=config.ory.url,
+            cookie_name=config.ory.session_cookie,
+            timeout=config.ory.timeout,
+            identity_headers=config.identity_headers,
+            clock=services.clock,
+        )
+        try:
+            yield
+        finally:
+            await upstream.close()
+            await ory_http.close()
+
+    return lifecycle
+
+
+class _PendingOry:
+    """Placeholder until the app starts; any use before then is a programming error."""
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError("the gateway app has not been started")

@@ -1,0 +1,164 @@
+"""`gateway serve | check | explain | demo` (contract §1).
+
+The only module that prints, exits or reads os.environ. Exit codes: 0 fine, 1 bad config
+or start-up failure (message on stderr, no traceback), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway.accesslog import AccessLogger
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.explain import check_report, explain_request
+
+SHUTDOWN_GRACE = 10.0
+log = logging.getLogger("gateway")
+
+
+class StartupError(Exception):
+    """Anything that stops the gateway from starting, said in one line."""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code = args.run(args)
+    except (ConfigError, StartupError) as exc:
+        print(str(exc), file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="An authenticating reverse proxy for Ory sessions."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    config_help = "path to gateway.toml (default: $GATEWAY_CONFIG, else ./gateway.toml)"
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help=config_help)
+    serve.set_defaults(run=_serve)
+    check = commands.add_parser("check", help="validate the config and print the routes")
+    check.add_argument("--config", help=config_help)
+    check.set_defaults(run=_check)
+    explain = commands.add_parser("explain", help="say what would happen to one request")
+    explain.add_argument("--config", help=config_help)
+    explain.add_argument("method", metavar="METHOD")
+    explain.add_argument("url", metavar="URL")
+    explain.set_defaults(run=_explain)
+    demo = commands.add_parser("demo", help="run stand-in Ory + sample app + gateway, offline")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def read_config(path_arg: str | None) -> GatewayConfig:
+    """The file (if any) plus GATEWAY_* overrides. No file at all is fine with env only."""
+    explicit = path_arg or os.environ.get("GATEWAY_CONFIG")
+    path = Path(explicit or "gateway.toml")
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StartupError(f"{path}: cannot read: {exc}") from None
+    elif explicit:
+        raise StartupError(f"{path}: no such config file")
+    else:
+        text = ""
+    return load_config(text, os.environ)
+
+
+def _check(args: argparse.Namespace) -> int:
+    print(check_report(read_config(args.config)))
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    print(explain_request(read_config(args.config), args.method, args.url))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = read_config(args.config)
+    from gateway.app import build_app
+
+    return run_until_signal(lambda: _serve_app(build_app(config), config))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return run_until_signal(run_demo)
+
+
+Stopper = Callable[[], Coroutine[Any, Any, None]]
+Starter = Callable[[], Coroutine[Any, Any, Stopper]]
+
+
+def run_until_signal(start: Starter) -> int:
+    """Start, wait for SIGTERM/SIGINT, stop gracefully; uvloop when available."""
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(_until_signal(start))
+
+
+async def _until_signal(start: Starter) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        cleanup = await start()
+    except OSError as exc:
+        raise StartupError(f"cannot start: {exc.strerror or exc}") from None
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping: letting in-flight requests finish (up to %gs)", SHUTDOWN_GRACE)
+        await cleanup()
+    return 0
+
+
+async def _serve_app(app: web.Application, config: GatewayConfig) -> Stopper:
+    runner = await start_site(app, config.server.listen.host, config.server.listen.port, "gateway")
+    return runner.cleanup
+
+
+async def start_site(app: web.Application, host: str, port: int, name: str) -> web.AppRunner:
+    """Bind and start one app; logs `listening on http://HOST:PORT` once it accepts."""
+    runner = web.AppRunner(
+        app, access_log_class=AccessLogger, access_log=logging.getLogger(f"{name}.access"),
+        shutdown_timeout=SHUTDOWN_GRACE,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    addresses = runner.addresses
+    bound = int(addresses[0][1]) if addresses else port
+    shown = f"[{host}]" if ":" in host else host
+    logging.getLogger(name).info("listening on http://%s:%d", shown, bound)
+    return runner

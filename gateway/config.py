@@ -1,0 +1,491 @@
+"""`gateway.toml` -> frozen, typed configuration (contract §2).
+
+`load_config(text, env)` is pure: it reads no files and no `os.environ`. Every problem is
+collected and reported at once as `KEY: problem`, so a typo never silently weakens security.
+Defaults live on the dataclass fields only; field names equal the TOML key names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Literal, TypeVar
+
+from gateway.units import (
+    HostPort,
+    IPNetwork,
+    parse_base_url,
+    parse_cidr,
+    parse_duration,
+    parse_host_port,
+    parse_origin,
+)
+
+Access = Literal["public", "optional", "authenticated", "deny"]
+ACCESS_LEVELS: tuple[Access, ...] = ("public", "optional", "authenticated", "deny")
+AAL_LEVELS = ("aal1", "aal2", "aal3")
+CREDENTIAL_SOURCES = ("cookie", "session_token", "bearer")
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers the gateway manages itself; an identity header may not take their names.
+RESERVED_HEADERS = frozenset(
+    {
+        "host", "cookie", "authorization", "content-length", "content-type", "transfer-encoding",
+        "connection", "upgrade", "te", "trailer", "keep-alive", "proxy-authorization",
+        "x-session-token", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+        "forwarded", "expect",
+    }
+)
+
+ENV_OVERRIDES: Mapping[str, tuple[str, str]] = {
+    "GATEWAY_LISTEN": ("server", "listen"),
+    "GATEWAY_PUBLIC_URL": ("server", "public_url"),
+    "GATEWAY_SECRET": ("server", "secret"),
+    "GATEWAY_ORY_URL": ("ory", "url"),
+    "GATEWAY_ORY_BROWSER_URL": ("ory", "browser_url"),
+    "GATEWAY_SESSION_COOKIE": ("ory", "session_cookie"),
+    "GATEWAY_UPSTREAM_URL": ("upstream", "url"),
+}
+
+
+class ConfigError(Exception):
+    """All problems found in a configuration, each `KEY: problem`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+T = TypeVar("T")
+Parser = Callable[[Any], Any]
+
+
+def _parsed(default: T, parse: Parser, doc: str) -> Any:
+    """A dataclass field that knows how to parse its TOML value and documents itself."""
+    return field(default=default, metadata={"parse": parse, "doc": doc})
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _list_of(parse: Callable[[str], T]) -> Callable[[Any], tuple[T, ...]]:
+    def parse_list(value: Any) -> tuple[T, ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {type(value).__name__}")
+        return tuple(parse(_string(item)) for item in value)
+
+    return parse_list
+
+
+def _optional_url(value: Any) -> str:
+    return "" if _string(value).strip() == "" else parse_base_url(value)
+
+
+def _optional_origin(value: Any) -> str:
+    return "" if _string(value).strip() == "" else parse_origin(value)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a whole number >= 1, got {value!r}")
+    return value
+
+
+def _positive_duration(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("must be longer than 0s")
+    return seconds
+
+
+def _auth_prefix(value: Any) -> str:
+    text = _string(value)
+    if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", text) or "/." in text:
+        raise ValueError('must be a plain path such as "/_auth" (no trailing slash, no globs)')
+    return text
+
+
+def _login_path(value: Any) -> str:
+    text = _string(value)
+    if not re.fullmatch(r"(/[A-Za-z0-9._~-]*)+", text):
+        raise ValueError('must be a path such as "/self-service/login/browser"')
+    return text
+
+
+def _cookie_name(value: Any) -> str:
+    text = _string(value)
+    if not _TOKEN.fullmatch(text):
+        raise ValueError(f'"{text}" is not a valid cookie name')
+    return text
+
+
+def _credential_sources(value: Any) -> tuple[str, ...]:
+    sources = _list_of(_string)(value)
+    unknown = [s for s in sources if s not in CREDENTIAL_SOURCES]
+    if unknown:
+        raise ValueError(f"unknown source {unknown[0]!r}; choose from {list(CREDENTIAL_SOURCES)}")
+    if not sources:
+        raise ValueError("needs at least one source")
+    if len(set(sources)) != len(sources):
+        raise ValueError("lists a source twice")
+    return sources
+
+
+def _access(value: Any) -> Access:
+    text = _string(value)
+    for level in ACCESS_LEVELS:
+        if text == level:
+            return level
+    raise ValueError(f"{text!r} is not one of {list(ACCESS_LEVELS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """`[server]`: where the gateway listens and whom it believes."""
+
+    listen: HostPort = _parsed(
+        HostPort("127.0.0.1", 4180), lambda v: parse_host_port(_string(v)), "host:port to bind"
+    )
+    public_url: str = _parsed(
+        "", _optional_origin, 'origin users see, e.g. "https://app.example.com"; "" = from request'
+    )
+    trusted_proxies: tuple[IPNetwork, ...] = _parsed(
+        (), _list_of(parse_cidr), "CIDRs whose X-Forwarded-* headers are believed"
+    )
+    auth_prefix: str = _parsed("/_auth", _auth_prefix, "where the gateway's own endpoints live")
+    secret: str = _parsed("", _string, 'signs CSRF tokens; "" = random per process')
+    allowed_origins: tuple[str, ...] = _parsed(
+        (), _list_of(parse_origin), "extra origins for WebSocket upgrades and /_auth changes"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OryConfig:
+    """`[ory]`: how to reach Ory and where its session lives."""
+
+    url: str = _parsed("http://127.0.0.1:4433", lambda v: parse_base_url(_string(v)),
+                       "Ory public API, server to server")
+    browser_url: str = _parsed("", _optional_url, 'base URL for browsers; "" = same as url')
+    login_path: str = _parsed("/self-service/login/browser", _login_path, "login entry point")
+    session_cookie: str = _parsed("ory_kratos_session", _cookie_name, "Ory's session cookie")
+    credentials: tuple[str, ...] = _parsed(
+        ("cookie", "session_token"), _credential_sources, "credential sources, in order"
+    )
+    timeout: float = _parsed(3.0, _positive_duration, "longest wait for an Ory answer")
+
+    @property
+    def browser_base(self) -> str:
+        """Where browsers are sent: `browser_url`, else `url`."""
+        return self.browser_url or self.url
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """`[cache]`: how long a validated session is trusted without asking Ory."""
+
+    ttl: float = _parsed(10.0, parse_duration, "longest a session is trusted without Ory")
+    max_entries: int = _parsed(100_000, _positive_int, "most sessions kept in memory")
+    stale_if_error: float = _parsed(0.0, parse_duration, "grace past ttl while Ory is down")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """`[upstream]`: the protected app."""
+
+    url: str = _parsed("http://127.0.0.1:3000", lambda v: parse_base_url(_string(v)),
+                       "the app's base URL")
+    timeout: float = _parsed(60.0, _positive_duration, "time to the first byte of the answer")
+    preserve_host: bool = _parsed(False, _boolean, "send the client's Host header upstream")
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityHeader:
+    """One `[identity_headers]` entry: header name -> dotted path into the Ory session."""
+
+    name: str
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """One `[[routes]]` entry, as written (compiled by routes.py)."""
+
+    path: str
+    access: Access = "authenticated"
+    methods: frozenset[str] | None = None
+    aal: str | None = None
+    max_age: float | None = None
+
+
+DEFAULT_IDENTITY_HEADERS = (
+    IdentityHeader("X-User-Id", ("identity", "id")),
+    IdentityHeader("X-User-Email", ("identity", "traits", "email")),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """The whole, validated configuration."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    ory: OryConfig = field(default_factory=OryConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    identity_headers: tuple[IdentityHeader, ...] = DEFAULT_IDENTITY_HEADERS
+    routes: tuple[RouteConfig, ...] = ()
+    default_access: Access = "authenticated"
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerConfig, "ory": OryConfig, "cache": CacheConfig, "upstream": UpstreamConfig,
+}
+_TOP_LEVEL = (*_SECTIONS, "identity_headers", "routes", "default_access")
+_ROUTE_KEYS = ("path", "methods", "access", "aal", "max_age")
+
+
+class _Problems:
+    """Collects `KEY: problem` lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, key: str, problem: str) -> None:
+        self.lines.append(f"{key}: {problem}")
+
+    def unknown(self, key: str, name: str, known: tuple[str, ...]) -> None:
+        hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        suggestion = f' (did you mean "{hint[0]}"?)' if hint else ""
+        self.add(key, f"unknown key{suggestion}")
+
+
+def load_config(text: str, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Parse TOML text plus `GATEWAY_*` environment overrides; raise ConfigError on problems."""
+    problems = _Problems()
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"gateway.toml: not valid TOML: {exc}"]) from None
+    sources = _apply_env(raw, env or {}, problems)
+    _hoist_default_access(raw, problems)
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            problems.unknown(key, key, _TOP_LEVEL)
+    sections = {
+        name: _load_section(cls, raw.get(name, {}), name, sources, problems)
+        for name, cls in _SECTIONS.items()
+    }
+    identity = _load_identity_headers(raw.get("identity_headers"), problems)
+    routes = _load_routes(raw.get("routes", []), problems)
+    default_access: Access = "authenticated"
+    if "default_access" in raw:
+        try:
+            default_access = _access(raw["default_access"])
+        except ValueError as exc:
+            problems.add("default_access", str(exc))
+    _check_routes_against_prefix(routes, sections["server"], problems)
+    if problems.lines:
+        raise ConfigError(problems.lines)
+    return GatewayConfig(
+        server=sections["server"], ory=sections["ory"], cache=sections["cache"],
+        upstream=sections["upstream"], identity_headers=identity, routes=routes,
+        default_access=default_access,
+    )
+
+
+def _hoist_default_access(raw: dict[str, Any], problems: _Problems) -> None:
+    """`default_access` written after a [[routes]] table lands inside it (a TOML rule that
+    surprises everyone, the contract's own example included): treat it as the top-level key."""
+    routes = raw.get("routes")
+    if not isinstance(routes, list):
+        return
+    for index, route in enumerate(routes):
+        if isinstance(route, dict) and "default_access" in route:
+            value = route.pop("default_access")
+            if "default_access" in raw:
+                problems.add(f"routes[{index}].default_access", "default_access is set twice")
+            else:
+                raw["default_access"] = value
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str], problems: _Problems) -> dict[str, str]:
+    """Write GATEWAY_* values into the raw tree; remember which keys came from where."""
+    sources: dict[str, str] = {}
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if var in env:
+            table = raw.setdefault(section, {})
+            if not isinstance(table, dict):
+                problems.add(section, "expected a table")
+                continue
+            table[key] = env[var]
+            sources[f"{section}.{key}"] = f"{var} ({section}.{key})"
+    return sources
+
+
+def _load_section(
+    cls: type[T], table: Any, name: str, sources: dict[str, str], problems: _Problems
+) -> T:
+    if not isinstance(table, dict):
+        problems.add(name, "expected a table such as [" + name + "]")
+        return cls()
+    known = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{name}.{key}"
+        if key not in known:
+            problems.unknown(dotted, key, known)
+            continue
+        spec = next(f for f in fields(cls) if f.name == key)  # type: ignore[arg-type]
+        try:
+            values[key] = spec.metadata["parse"](value)
+        except ValueError as exc:
+            problems.add(sources.get(dotted, dotted), str(exc))
+    return cls(**values)
+
+
+def _load_identity_headers(table: Any, problems: _Problems) -> tuple[IdentityHeader, ...]:
+    if table is None:
+        return DEFAULT_IDENTITY_HEADERS
+    if not isinstance(table, dict):
+        problems.add("identity_headers", "expected a table of header = \"dotted.path\"")
+        return DEFAULT_IDENTITY_HEADERS
+    headers: list[IdentityHeader] = []
+    seen: dict[str, str] = {}
+    for name, path in table.items():
+        key = f"identity_headers.{name}"
+        normal = name.lower().replace("_", "-")
+        if not _TOKEN.fullmatch(name):
+            problems.add(key, "is not a valid header name")
+        elif normal in RESERVED_HEADERS:
+            problems.add(key, "is managed by the gateway and cannot be an identity header")
+        elif normal in seen:
+            problems.add(key, f'is the same header as "{seen[normal]}"')
+        if not isinstance(path, str) or not re.fullmatch(r"[^.\s]+(\.[^.\s]+)*", path):
+            problems.add(key, 'expected a dotted path into the session, e.g. "identity.id"')
+            continue
+        seen[normal] = name
+        headers.append(IdentityHeader(name, tuple(path.split("."))))
+    return tuple(headers)
+
+
+def _load_routes(items: Any, problems: _Problems) -> tuple[RouteConfig, ...]:
+    if not isinstance(items, list):
+        problems.add("routes", "expected [[routes]] tables")
+        return ()
+    routes: list[RouteConfig] = []
+    for index, item in enumerate(items):
+        where = f"routes[{index}]"
+        if not isinstance(item, dict):
+            problems.add(where, "expected a table")
+            continue
+        route = _load_route(item, where, problems)
+        if route is not None:
+            routes.append(route)
+    return tuple(routes)
+
+
+def _load_route(item: dict[str, Any], where: str, problems: _Problems) -> RouteConfig | None:
+    before = len(problems.lines)
+    for key in item:
+        if key not in _ROUTE_KEYS:
+            problems.unknown(f"{where}.{key}", key, _ROUTE_KEYS)
+    path = _route_field(item, "path", where, _route_path, problems)
+    access = _route_field(item, "access", where, _access, problems)
+    methods = _route_field(item, "methods", where, _methods, problems)
+    aal = _route_field(item, "aal", where, _aal, problems)
+    max_age = _route_field(item, "max_age", where, _positive_duration, problems)
+    if "path" not in item:
+        problems.add(f"{where}.path", "is required")
+    if access is None and "access" not in item:
+        access = "authenticated"
+    needs_session = (aal is not None or max_age is not None) and access != "authenticated"
+    if needs_session and access is not None:
+        what = "aal" if aal is not None else "max_age"
+        problems.add(
+            f"{where}.{what}",
+            f'requires a session, which access = "{access}" does not ask for;'
+            ' use access = "authenticated"',
+        )
+    if len(problems.lines) > before or path is None or access is None:
+        return None
+    return RouteConfig(path=path, access=access, methods=methods, aal=aal, max_age=max_age)
+
+
+def _route_field(
+    item: dict[str, Any], key: str, where: str, parse: Callable[[Any], T], problems: _Problems
+) -> T | None:
+    if key not in item:
+        return None
+    try:
+        return parse(item[key])
+    except ValueError as exc:
+        problems.add(f"{where}.{key}", str(exc))
+        return None
+
+
+def _route_path(value: Any) -> str:
+    text = _string(value)
+    if not text.startswith("/"):
+        raise ValueError('must start with "/"')
+    segments = text.split("/")[1:]
+    for segment in segments:
+        if segment in (".", ".."):
+            raise ValueError("must not contain . or .. segments")
+        if "**" in segment and segment != "**":
+            raise ValueError('"**" must be a whole segment, e.g. "/static/**"')
+    if "//" in text or any(c in text for c in "?#\\;%") or any(c.isspace() for c in text):
+        raise ValueError("must be a plain path (no //, ?, #, \\, ;, % or spaces)")
+    return text
+
+
+def _methods(value: Any) -> frozenset[str]:
+    names = _list_of(_string)(value)
+    if not names:
+        raise ValueError("must list at least one method (leave it out to allow all)")
+    upper = frozenset(n.upper() for n in names)
+    unknown = sorted(upper - HTTP_METHODS)
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}")
+    return upper
+
+
+def _aal(value: Any) -> str:
+    text = _string(value).lower()
+    if text not in AAL_LEVELS:
+        raise ValueError(f"{value!r} is not one of {list(AAL_LEVELS)}")
+    return text
+
+
+def _check_routes_against_prefix(
+    routes: tuple[RouteConfig, ...], server: ServerConfig, problems: _Problems
+) -> None:
+    prefix = server.auth_prefix
+    for index, route in enumerate(routes):
+        if route.path == prefix or route.path.startswith(prefix + "/"):
+            problems.add(
+                f"routes[{index}].path",
+                f"lies under auth_prefix {prefix!r}, which the gateway answers itself",
+            )
+
+
+def field_docs() -> dict[str, str]:
+    """`section.key` -> one-line description, for `gateway check` and the docs."""
+    docs: dict[str, str] = {}
+    for name, cls in _SECTIONS.items():
+        for spec in fields(cls):
+            if spec.default is not MISSING:
+                docs[f"{name}.{spec.name}"] = spec.metadata.get("doc", "")
+    return docs

@@ -1,0 +1,78 @@
+"""The services one gateway app shares between its handlers, and per-request facts."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from gateway.access import Authenticator
+from gateway.config import GatewayConfig
+from gateway.headers import normalise_name
+from gateway.respond import Responder
+from gateway.routes import RouteTable
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything a handler needs, built once by app.py."""
+
+    config: GatewayConfig
+    routes: RouteTable
+    auth: Authenticator
+    responder: Responder
+    clock: Callable[[], float]
+    upstream_http: aiohttp.ClientSession | None = None  # set in cleanup_ctx
+    strip: frozenset[str] = frozenset()  # normalised identity header names
+
+    @classmethod
+    def identity_names(cls, config: GatewayConfig) -> frozenset[str]:
+        """Every identity header name, normalised for stripping (§3.2)."""
+        return frozenset(normalise_name(h.name) for h in config.identity_headers)
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def is_trusted_peer(request: web.BaseRequest, config: GatewayConfig) -> bool:
+    """Whether the direct peer is a proxy whose X-Forwarded-* we believe."""
+    networks = config.server.trusted_proxies
+    if not networks or not request.remote:
+        return False
+    try:
+        address = ipaddress.ip_address(request.remote)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def request_origin(request: web.BaseRequest, config: GatewayConfig) -> str:
+    """The origin the user sees: `public_url`, else the request's scheme and Host."""
+    if config.server.public_url:
+        return config.server.public_url
+    trusted = is_trusted_peer(request, config)
+    scheme = request.scheme
+    host = request.headers.get("Host", "")
+    if trusted:
+        scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip() or scheme
+        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip() or host
+    if scheme not in ("http", "https") or not _is_host(host):
+        host = f"{config.server.listen}"
+        scheme = "http"
+    return f"{scheme}://{host.lower()}"
+
+
+def allowed_origins(request: web.BaseRequest, config: GatewayConfig) -> tuple[str, ...]:
+    """Origins trusted for WebSocket upgrades and state-changing `/_auth` calls."""
+    return (request_origin(request, config), *config.server.allowed_origins)
+
+
+def _is_host(value: str) -> bool:
+    """A Host header we can safely put in a URL: host[:port], nothing else."""
+    if not value or len(value) > 255:
+        return False
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
+    return all(c in allowed for c in value)

@@ -1,0 +1,89 @@
+"""Where a request's Ory credential comes from (contract §3.4), and how it is named safely.
+
+The raw value never leaves this module except toward Ory; caches and logs use a keyed hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from multidict import CIMultiDictProxy
+
+Source = Literal["cookie", "session_token", "bearer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """One credential, as Ory should receive it."""
+
+    source: Source
+    value: str = field(repr=False)
+    key: str = field(repr=False)  # hash: the cache key, and the only form ever logged
+
+    @property
+    def from_header(self) -> bool:
+        """Header credentials (API clients) never get a browser redirect (§3.4)."""
+        return self.source != "cookie"
+
+    @property
+    def log_id(self) -> str:
+        """A short, non-reversible tag that lets log lines be correlated."""
+        return self.key[:12]
+
+
+def credential_key(source: str, value: str) -> str:
+    """SHA-256 of source and value: raw tokens are never cache keys (STYLE.md)."""
+    return hashlib.sha256(f"{source}\x00{value}".encode()).hexdigest()
+
+
+def split_cookie_header(header: str) -> list[tuple[str, str]]:
+    """`a=1; b=2` -> pairs, keeping every cookie in order (no SimpleCookie quirks)."""
+    pairs: list[tuple[str, str]] = []
+    for part in header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if name:
+            pairs.append((name.strip(), value.strip() if sep else ""))
+    return pairs
+
+
+def cookie_header_without(headers: CIMultiDictProxy[str], cookie_name: str) -> str | None:
+    """The Cookie header to forward: every cookie except the session cookie (§3.8)."""
+    kept = [
+        f"{name}={value}"
+        for raw in headers.getall("Cookie", [])
+        for name, value in split_cookie_header(raw)
+        if name != cookie_name
+    ]
+    return "; ".join(kept) or None
+
+
+def extract_credential(
+    headers: CIMultiDictProxy[str], sources: Sequence[str], cookie_name: str
+) -> Credential | None:
+    """The first configured source the request carries, or None (then Ory is not asked)."""
+    for source in sources:
+        value = _read(headers, source, cookie_name)
+        if value:
+            kind: Source = "cookie" if source == "cookie" else (
+                "bearer" if source == "bearer" else "session_token"
+            )
+            return Credential(kind, value, credential_key(kind, value))
+    return None
+
+
+def _read(headers: CIMultiDictProxy[str], source: str, cookie_name: str) -> str | None:
+    if source == "cookie":
+        for raw in headers.getall("Cookie", []):
+            for name, value in split_cookie_header(raw):
+                if name == cookie_name and value:
+                    return value.strip('"')
+        return None
+    if source == "session_token":
+        return headers.get("X-Session-Token", "").strip() or None
+    scheme, _, token = headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip() and " " not in token.strip():
+        return token.strip()
+    return None

@@ -1,0 +1,184 @@
+"""The gateway's own endpoints under `auth_prefix` (contract §4).
+
+whoami, logout, refresh, health, ready, and the signed-out page logout returns to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from gateway.assets import stylesheet
+from gateway.context import Services, allowed_origins, request_origin
+from gateway.credentials import Credential, extract_credential
+from gateway.errors import (
+    AccessDeniedError,
+    GatewayError,
+    MethodNotAllowedError,
+    NotFoundError,
+    OryUnavailableError,
+    SessionRequiredError,
+    StepUpRequiredError,
+)
+from gateway.ory import StepUpRequired
+from gateway.paths import RequestTarget
+from gateway.redirects import login_url, safe_return_to
+from gateway.respond import NO_STORE, is_browser_navigation, json_error, json_response, redirect
+from gateway.session import Session
+
+Handler = Callable[[web.Request, Services], Awaitable[web.StreamResponse]]
+
+
+async def handle_endpoint(
+    request: web.Request, services: Services, target: RequestTarget
+) -> web.StreamResponse:
+    """Dispatch `/_auth/<name>`; unknown names 404, wrong methods 405."""
+    name = target.path[len(services.config.server.auth_prefix):].strip("/")
+    methods = ENDPOINTS.get(name)
+    try:
+        if methods is None:
+            raise NotFoundError(f"no gateway endpoint {target.path!r}")
+        handler = methods.get(request.method) or methods.get(
+            "GET" if request.method == "HEAD" else ""
+        )
+        if handler is None:
+            raise MethodNotAllowedError(f"use {', '.join(sorted(methods))}")
+        return await handler(request, services)
+    except GatewayError as error:
+        if is_browser_navigation(request):
+            return services.responder.page(request, error, login=None)
+        return json_error(error)
+
+
+def _credential(request: web.Request, services: Services) -> Credential | None:
+    ory = services.config.ory
+    return extract_credential(request.headers, ory.credentials, ory.session_cookie)
+
+
+def _return_to(request: web.Request, services: Services) -> str | None:
+    """The caller's `return_to` as a same-origin path, or None."""
+    origin = request_origin(request, services.config)
+    return safe_return_to(request.query.get("return_to"), (origin,))
+
+
+def check_same_origin(request: web.Request, services: Services) -> None:
+    """State-changing calls must come from our own pages (or an allowed origin)."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        if origin.lower().rstrip("/") not in allowed_origins(request, services.config):
+            raise AccessDeniedError("cross-site request refused")
+    elif request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        raise AccessDeniedError("cross-site request refused")
+
+
+def timestamp(seconds: float | None) -> str | None:
+    """Epoch seconds -> RFC 3339 UTC with `Z`, like Ory writes them."""
+    if seconds is None:
+        return None
+    text = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
+    return text.replace("+00:00", "Z")
+
+
+def describe(session: Session) -> dict[str, object]:
+    """The whoami document: identity and what the upstream would be told."""
+    return {
+        "session_id": session.session_id,
+        "identity_id": session.identity_id,
+        "email": session.email,
+        "aal": session.aal,
+        "authenticated_at": timestamp(session.authenticated_at),
+        "expires_at": timestamp(session.expires_at),
+        "headers": dict(session.headers),
+    }
+
+
+async def current_session(request: web.Request, services: Services) -> tuple[Credential, Session]:
+    """The caller's valid session, or SessionRequired / StepUpRequired / OryUnavailable."""
+    credential = _credential(request, services)
+    if credential is None:
+        raise SessionRequiredError()
+    result = await services.auth.lookup(credential)
+    if isinstance(result, StepUpRequired):
+        raise StepUpRequiredError()
+    if not isinstance(result, Session):
+        raise SessionRequiredError()
+    return credential, result
+
+
+async def whoami(request: web.Request, services: Services) -> web.StreamResponse:
+    """200 with the session the gateway sees; never a redirect."""
+    try:
+        _, session = await current_session(request, services)
+    except GatewayError as error:
+        return json_error(error)
+    return json_response(describe(session))
+
+
+async def logout(request: web.Request, services: Services) -> web.StreamResponse:
+    """Evict the cached session, then let Ory end it (its logout URL), then return_to."""
+    if request.method == "POST":
+        check_same_origin(request, services)
+    origin = request_origin(request, services.config)
+    back = _return_to(request, services)
+    credential = _credential(request, services)
+    if credential is None:
+        return redirect(back or "/")
+    cache = services.auth.cache
+    session = cache.peek(credential.key)
+    cache.evict_key(credential.key)
+    if session is not None:
+        cache.evict_session(session.session_id)
+    if credential.from_header:
+        await services.auth.ory.revoke_token(credential)
+        return redirect(back or "/")
+    landing = back or f"{services.config.server.auth_prefix}/signed-out"
+    url = await services.auth.ory.logout_url(credential, origin + landing)
+    return redirect(url or back or "/")
+
+
+async def refresh(request: web.Request, services: Services) -> web.StreamResponse:
+    """Send the browser to re-authenticate; the cached entry goes at once."""
+    credential = _credential(request, services)
+    if credential is not None:
+        services.auth.cache.evict_key(credential.key)
+    origin = request_origin(request, services.config)
+    back = origin + (_return_to(request, services) or "/")
+    ory = services.config.ory
+    return redirect(login_url(ory.browser_base, ory.login_path, back, refresh=True))
+
+
+async def signed_out(request: web.Request, services: Services) -> web.StreamResponse:
+    """Where logout lands by default: says so plainly and offers to sign in again."""
+    context = {
+        "title": "Signed out",
+        "stylesheet": stylesheet(),
+        "sign_in": "/",
+    }
+    response = aiohttp_jinja2.render_template("signed_out.html", request, context)
+    response.headers["Cache-Control"] = NO_STORE
+    return response
+
+
+async def health(request: web.Request, services: Services) -> web.StreamResponse:
+    """Liveness: the process serves. No Ory call."""
+    return json_response({"status": "ok"})
+
+
+async def ready(request: web.Request, services: Services) -> web.StreamResponse:
+    """Readiness: Ory answers."""
+    if await services.auth.ory.is_ready():
+        return json_response({"status": "ok"})
+    return json_error(OryUnavailableError())
+
+
+ENDPOINTS: dict[str, dict[str, Handler]] = {
+    "whoami": {"GET": whoami},
+    "logout": {"GET": logout, "POST": logout},
+    "refresh": {"GET": refresh},
+    "signed-out": {"GET": signed_out},
+    "health": {"GET": health},
+    "ready": {"GET": ready},
+}

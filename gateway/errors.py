@@ -1,0 +1,106 @@
+"""The gateway's typed errors: each carries the contract's error id and HTTP status (§3).
+
+Pipeline code raises these; only `respond.py` turns them into answers.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway answers on purpose."""
+
+    error_id = "bad_request"
+    status = 400
+    message = "The request could not be handled."
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason or self.message)
+        self.reason = reason
+
+
+class BadRequestError(GatewayError):
+    """The request is malformed or ambiguous (a path that could be read two ways)."""
+
+    error_id = "bad_request"
+    status = 400
+    message = "The request was malformed or contained invalid parameters."
+
+
+class SessionRequiredError(GatewayError):
+    """No credential, or Ory does not know it."""
+
+    error_id = "session_required"
+    status = 401
+    message = "A valid session is required to access this resource."
+
+
+class StepUpRequiredError(GatewayError):
+    """A session exists but its authenticator assurance level is too low."""
+
+    error_id = "session_aal2_required"
+    status = 403
+    message = "A second factor is required to access this resource."
+
+
+class RefreshRequiredError(GatewayError):
+    """A session exists but the login is older than the route's `max_age`."""
+
+    error_id = "session_refresh_required"
+    status = 403
+    message = "A recent login is required to access this resource."
+
+
+class AccessDeniedError(GatewayError):
+    """A `deny` route, or a cross-site request to a state-changing endpoint."""
+
+    error_id = "access_denied"
+    status = 403
+    message = "Access to this resource is denied."
+
+
+class NotFoundError(GatewayError):
+    """An unknown endpoint under the gateway's own prefix."""
+
+    error_id = "not_found"
+    status = 404
+    message = "The requested resource could not be found."
+
+
+class MethodNotAllowedError(GatewayError):
+    """A known gateway endpoint asked with the wrong method."""
+
+    error_id = "method_not_allowed"
+    status = 405
+    message = "The method is not allowed for this resource."
+
+
+class OryUnavailableError(GatewayError):
+    """Ory could not be asked: unreachable, timed out, 5xx, 429 or an unreadable answer."""
+
+    error_id = "ory_unavailable"
+    status = 503
+    message = "The identity service is unavailable. Please try again shortly."
+
+
+class UpstreamUnavailableError(GatewayError):
+    """The protected app refused or dropped the connection."""
+
+    error_id = "upstream_unavailable"
+    status = 502
+    message = "The application behind the gateway is unavailable."
+
+
+class UpstreamTimeoutError(GatewayError):
+    """The protected app did not start answering within `upstream.timeout`."""
+
+    error_id = "upstream_timeout"
+    status = 504
+    message = "The application behind the gateway took too long to answer."
+
+
+class RedirectLoopError(GatewayError):
+    """The same browser keeps being sent to the login for the same URL (§3.7)."""
+
+    error_id = "session_required"
+    status = 401
+    message = "Signing in does not seem to stick: the gateway keeps seeing no session."

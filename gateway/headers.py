@@ -1,0 +1,124 @@
+"""Header rules toward the upstream (contract §3.2, §3.8). Pure functions, no I/O.
+
+Names are compared after lower-casing and `_` -> `-`, because many upstream stacks (CGI,
+WSGI, PHP, some proxies) map both spellings to the same variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+        "trailer", "trailers", "transfer-encoding", "upgrade", "proxy-connection",
+    }
+)
+FORWARDED = frozenset(
+    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
+     "x-real-ip", "forwarded"}
+)
+PATH_OVERRIDES = frozenset(
+    {"x-original-url", "x-rewrite-url", "x-forwarded-uri", "x-forwarded-prefix",
+     "x-original-uri", "x-forwarded-path"}
+)
+WEBSOCKET_HANDSHAKE = frozenset(
+    {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+     "sec-websocket-protocol", "sec-websocket-accept"}
+)
+# Visible ASCII except "%", so that a decoder can always undo the encoding.
+_SAFE_VALUE_CHARS = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def normalise_name(name: str) -> str:
+    """`X_User_Id` -> `x-user-id`: the key every header comparison uses."""
+    return name.lower().replace("_", "-")
+
+
+def encode_value(value: str) -> str:
+    """Header-safe value: anything outside visible ASCII (and `%`) is percent-encoded UTF-8."""
+    if value.isascii() and value.isprintable() and "%" not in value:
+        return value
+    return quote(value, safe=_SAFE_VALUE_CHARS)
+
+
+def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
+    """Header names listed in `Connection:` are hop-by-hop too (RFC 9110 §7.6.1)."""
+    tokens: set[str] = set()
+    for value in headers.getall("Connection", []):
+        tokens.update(normalise_name(t.strip()) for t in value.split(",") if t.strip())
+    return frozenset(tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingPeer:
+    """What the gateway knows about the direct peer and the original request."""
+
+    remote_ip: str
+    scheme: str
+    host: str
+    trusted: bool
+
+
+def build_upstream_headers(
+    incoming: CIMultiDictProxy[str],
+    *,
+    strip: frozenset[str],
+    identity: Iterable[tuple[str, str]],
+    peer: ForwardingPeer,
+    cookie_header: str | None,
+    drop_authorization: bool,
+    preserve_host: bool,
+) -> CIMultiDict[str]:
+    """Strip before inject: the upstream sees only what the gateway vouches for.
+
+    `strip` holds the normalised identity header names; `cookie_header` is the Cookie value
+    with the session cookie removed (None = no Cookie header at all).
+    """
+    dropped = HOP_BY_HOP | connection_tokens(incoming) | strip | {"x-session-token", "cookie"}
+    if not peer.trusted:
+        dropped |= PATH_OVERRIDES
+    if drop_authorization:
+        dropped |= {"authorization"}
+    if not preserve_host:
+        dropped |= {"host"}
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in incoming.items():
+        normal = normalise_name(name)
+        if normal in dropped or normal in FORWARDED:
+            continue
+        if "_" in name and normal in PATH_OVERRIDES:
+            continue  # only the dash spelling from a trusted proxy counts
+        out.add(name, value)
+    if cookie_header:
+        out["Cookie"] = cookie_header
+    _set_forwarded(out, incoming, peer)
+    for name, value in identity:
+        out[name] = value
+    return out
+
+
+def _set_forwarded(
+    out: CIMultiDict[str], incoming: CIMultiDictProxy[str], peer: ForwardingPeer
+) -> None:
+    """X-Forwarded-*: extended from a trusted proxy, replaced for everyone else (§3.8)."""
+    prior_for = ", ".join(incoming.getall("X-Forwarded-For", [])) if peer.trusted else ""
+    out["X-Forwarded-For"] = f"{prior_for}, {peer.remote_ip}" if prior_for else peer.remote_ip
+    proto = incoming.get("X-Forwarded-Proto") if peer.trusted else None
+    host = incoming.get("X-Forwarded-Host") if peer.trusted else None
+    out["X-Forwarded-Proto"] = proto or peer.scheme
+    out["X-Forwarded-Host"] = host or peer.host
+
+
+def response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """Upstream answer headers minus hop-by-hop ones; every Set-Cookie kept."""
+    dropped = HOP_BY_HOP | connection_tokens(upstream)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream.items():
+        if name.lower() not in dropped:
+            out.add(name, value)
+    return out

@@ -1,0 +1,100 @@
+"""The one canonical request path (contract §3.1).
+
+aiohttp's `request.path` (decoded), `raw_path` (as sent, with the query) and `url.path`
+(dot segments resolved) disagree. The gateway takes the raw request target once, refuses
+every spelling that two parsers could read differently, and normalises only what is
+unambiguous. The result is both the path routes are matched against and exactly the path
+the upstream receives.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gateway.errors import BadRequestError
+
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# pchar (RFC 3986 §3.3) plus "/"; ";" is handled separately (path parameters).
+_PATH_CHARS = _UNRESERVED | frozenset("!$&'()*+,=:@/%")
+# Characters that, once decoded, would change how the path splits or what it means.
+_AMBIGUOUS_ESCAPES = {
+    "2F": "an encoded slash (%2F)",
+    "5C": "an encoded backslash (%5C)",
+    "2E": "an encoded dot (%2E)",
+    "23": "an encoded # (%23)",
+    "3F": "an encoded ? (%3F)",
+    "3B": "an encoded ; (%3B)",
+    "25": "a double-encoded character (%25)",
+}
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_QUERY_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\uffff#]")
+_SLASHES = re.compile(r"/{2,}")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTarget:
+    """The canonical path and the raw query string (never part of route matching)."""
+
+    path: str
+    query: str
+
+    @property
+    def path_qs(self) -> str:
+        """Path plus query, exactly as forwarded."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+
+def canonical_target(raw_target: str) -> RequestTarget:
+    """Split the raw request target and canonicalise its path; BadRequestError if ambiguous."""
+    if not raw_target.startswith("/"):
+        raise BadRequestError("the request target must be a path starting with /")
+    path, _, query = raw_target.partition("?")
+    if _QUERY_FORBIDDEN.search(query):
+        raise BadRequestError("the query string contains a character that must be encoded")
+    return RequestTarget(canonical_path(path), query)
+
+
+def canonical_path(raw_path: str) -> str:
+    """One unambiguous spelling of a raw path, or BadRequestError saying why not."""
+    for char in raw_path:
+        if char not in _PATH_CHARS:
+            raise BadRequestError(_describe_char(char))
+    path = _ESCAPE.sub(_decode_unreserved, _check_escapes(raw_path))
+    path = _SLASHES.sub("/", path)
+    segments = path.split("/")
+    if any(segment in (".", "..") for segment in segments):
+        raise BadRequestError("the path contains a . or .. segment")
+    return path
+
+
+def _check_escapes(path: str) -> str:
+    if path.count("%") != len(_ESCAPE.findall(path)):
+        raise BadRequestError("the path contains invalid percent-encoding")
+    for match in _ESCAPE.finditer(path):
+        code = match.group(1).upper()
+        if code in _AMBIGUOUS_ESCAPES:
+            raise BadRequestError(f"the path contains {_AMBIGUOUS_ESCAPES[code]}")
+        if int(code, 16) < 0x20 or code == "7F":
+            raise BadRequestError("the path contains an encoded control character")
+    return path
+
+
+def _decode_unreserved(match: re.Match[str]) -> str:
+    """`%61` -> `a` (same resource per RFC 3986 §6.2.2.2); other escapes upper-cased."""
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+
+def _describe_char(char: str) -> str:
+    if char == ";":
+        return "the path contains ; (path parameters are not accepted)"
+    if char == "\\":
+        return "the path contains a backslash"
+    if char == "#":
+        return "the request target contains a fragment (#)"
+    if ord(char) < 0x20 or ord(char) == 0x7F:
+        return "the path contains a control character"
+    if ord(char) > 0x7E:
+        return "the path contains a non-ASCII character that is not percent-encoded"
+    return f"the path contains {char!r}, which must be percent-encoded"

@@ -1,0 +1,101 @@
+"""One proxied request, start to end (contract §3): the pipeline you can read top to bottom.
+
+canonical path -> route -> credential -> session -> decision -> upstream headers -> proxy.
+Errors raised anywhere on the way are rendered once, by the Responder.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.context import SERVICES, Services, allowed_origins, is_trusted_peer, request_origin
+from gateway.credentials import Credential, cookie_header_without, extract_credential
+from gateway.endpoints import handle_endpoint
+from gateway.errors import AccessDeniedError, BadRequestError, GatewayError
+from gateway.headers import ForwardingPeer, build_upstream_headers
+from gateway.paths import RequestTarget, canonical_target
+from gateway.proxy import forward, upstream_url
+from gateway.respond import Situation, is_browser_navigation, json_error
+from gateway.session import Session
+from gateway.websocket import bridge, is_allowed_origin, is_websocket_upgrade
+
+log = logging.getLogger("gateway")
+
+
+async def handle_request(request: web.Request) -> web.StreamResponse:
+    """The gateway's only aiohttp handler."""
+    services = request.app[SERVICES]
+    try:
+        target = canonical_target(request.raw_path)
+    except BadRequestError as error:
+        return json_error(error)
+    prefix = services.config.server.auth_prefix
+    if target.path == prefix or target.path.startswith(prefix + "/"):
+        return await handle_endpoint(request, services, target)
+    credential = extract_credential(
+        request.headers, services.config.ory.credentials, services.config.ory.session_cookie
+    )
+    try:
+        return await _proxy(request, services, target, credential)
+    except GatewayError as error:
+        situation = situation_for(request, services, target, credential)
+        return services.responder.render(request, error, situation)
+
+
+def situation_for(
+    request: web.Request, services: Services, target: RequestTarget, credential: Credential | None
+) -> Situation:
+    """What the renderer needs: may it redirect, and to come back where?"""
+    html_allowed = credential is None or not credential.from_header
+    navigation = html_allowed and is_browser_navigation(request)
+    browser = "|".join(
+        (request.remote or "", request.headers.get("User-Agent", ""),
+         credential.key if credential else "")
+    )
+    return_to = request_origin(request, services.config) + target.path_qs
+    return Situation(navigation, html_allowed, return_to, browser)
+
+
+async def _proxy(
+    request: web.Request, services: Services, target: RequestTarget, credential: Credential | None
+) -> web.StreamResponse:
+    route = services.routes.match(request.method, target.path)
+    session = await services.auth.authorize(route, credential)
+    websocket = is_websocket_upgrade(request)
+    if websocket and not is_allowed_origin(
+        request.headers.get("Origin"), allowed_origins(request, services.config)
+    ):
+        raise AccessDeniedError("cross-site WebSocket upgrade refused")
+    headers = upstream_headers(request, services, session, credential)
+    url = upstream_url(services.config.upstream.url, target.path_qs)
+    http = services.upstream_http
+    assert http is not None  # noqa: S101 - set by the app's cleanup_ctx before serving
+    timeout = services.config.upstream.timeout
+    if websocket:
+        return await bridge(request, http, url, headers, answer_within=timeout)
+    return await forward(request, http, url, headers, answer_within=timeout)
+
+
+def upstream_headers(
+    request: web.Request, services: Services, session: Session | None, credential: Credential | None
+) -> CIMultiDict[str]:
+    """Strip, then inject: the upstream sees only what the gateway vouches for (§3.8)."""
+    config = services.config
+    peer = ForwardingPeer(
+        remote_ip=request.remote or "",
+        scheme=request.scheme,
+        host=request.headers.get("Host", ""),
+        trusted=is_trusted_peer(request, config),
+    )
+    return build_upstream_headers(
+        request.headers,
+        strip=services.strip,
+        identity=session.headers if session is not None else (),
+        peer=peer,
+        cookie_header=cookie_header_without(request.headers, config.ory.session_cookie),
+        drop_authorization=credential is not None and credential.source == "bearer",
+        preserve_host=config.upstream.preserve_host,
+    )

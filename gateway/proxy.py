@@ -1,0 +1,94 @@
+"""Forward one request upstream and stream the answer back (contract §3.9).
+
+Bodies stream both ways, unbuffered and unaltered: no decompression, no re-chunking that
+delays a chunk. `upstream.timeout` bounds the wait for the answer's headers, counted from
+the last request-body byte sent, so slow uploads and long-lived streams are not cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
+from gateway.headers import response_headers
+
+log = logging.getLogger("gateway.proxy")
+
+CHUNK = 64 * 1024
+# aiohttp adds these when absent; a transparent proxy must not.
+SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+
+def upstream_url(base: str, path_qs: str) -> URL:
+    """The canonical path and raw query appended to the upstream base, byte for byte."""
+    return URL(base + path_qs, encoded=True)
+
+
+async def forward(
+    request: web.Request,
+    http: aiohttp.ClientSession,
+    url: URL,
+    headers: CIMultiDict[str],
+    *,
+    answer_within: float,
+) -> web.StreamResponse:
+    """Send the request upstream and stream the answer; 502/504 only before it starts."""
+    try:
+        async with asyncio.timeout(answer_within) as deadline:
+            body = _request_body(request, deadline, answer_within) if request.body_exists else None
+            upstream = await http.request(
+                request.method, url, headers=headers, data=body, allow_redirects=False,
+                skip_auto_headers=SKIP_AUTO_HEADERS,
+            )
+    except TimeoutError:
+        raise UpstreamTimeoutError() from None
+    except (aiohttp.ClientError, OSError) as exc:
+        if request.transport is None or request.transport.is_closing():
+            raise ConnectionResetError("client went away during the upload") from None
+        raise UpstreamUnavailableError(type(exc).__name__) from None
+    try:
+        return await _relay(request, upstream)
+    finally:
+        upstream.release()
+
+
+async def _request_body(
+    request: web.Request, deadline: asyncio.Timeout, answer_within: float
+) -> AsyncIterator[bytes]:
+    """The client's body as it arrives; each chunk pushes the answer deadline back."""
+    loop = asyncio.get_running_loop()
+    while chunk := await request.content.readany():
+        deadline.reschedule(loop.time() + answer_within)
+        yield chunk
+
+
+async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    response = web.StreamResponse(
+        status=upstream.status, reason=upstream.reason, headers=response_headers(upstream.headers)
+    )
+    await response.prepare(request)
+    try:
+        while chunk := await upstream.content.readany():
+            await response.write(chunk)
+    except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
+        log.warning("upstream broke off a response to %s %s: %s",
+                    request.method, request.path, type(exc).__name__)
+        _abort(request)
+        return response
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        return response  # the client left; nothing to tell anyone
+    await response.write_eof()
+    return response
+
+
+def _abort(request: web.Request) -> None:
+    """A response that has started cannot become an error page: cut the connection."""
+    if request.transport is not None:
+        request.transport.abort()

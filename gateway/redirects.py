@@ -1,0 +1,79 @@
+"""Where browsers are sent: safe `return_to`, login / refresh / step-up URLs, loop guard.
+
+`return_to` never leaves our origin (contract §4): anything doubtful falls back to "/".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from urllib.parse import unquote, urlencode, urlsplit
+
+from cachetools import TTLCache
+
+from gateway.units import origin_of
+
+LOOP_LIMIT = 3  # redirects of one browser to the login for one URL ...
+LOOP_WINDOW = 30.0  # ... within this many seconds, before the loop page is shown instead
+
+
+def safe_return_to(value: str | None, origins: tuple[str, ...]) -> str | None:
+    """A same-origin path (`/x?y#z`) for `value`, or None when it is unsafe or foreign.
+
+    `origins` are the origins that count as ours (the request's and `public_url`).
+    """
+    if not value or any(ord(c) < 0x21 or ord(c) > 0x7E or c == "\\" for c in value):
+        return None
+    if value.startswith("/"):
+        relative = value
+    else:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            return None
+        if parts.scheme.lower() not in ("http", "https") or "@" in parts.netloc:
+            return None
+        if origin_of(value) not in origins:
+            return None
+        relative = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        relative += f"#{parts.fragment}" if parts.fragment else ""
+    decoded = unquote(relative)
+    if relative.startswith("//") or decoded.startswith(("//", "/\\")):
+        return None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):
+        return None
+    return relative
+
+
+def login_url(base: str, login_path: str, return_to: str, *, refresh: bool = False,
+              aal: str | None = None) -> str:
+    """`{browser_url}{login_path}?[aal=…&][refresh=true&]return_to=…` (contract §3.6)."""
+    params: list[tuple[str, str]] = []
+    if aal:
+        params.append(("aal", aal))
+    if refresh:
+        params.append(("refresh", "true"))
+    params.append(("return_to", return_to))
+    return f"{base}{login_path}?{urlencode(params)}"
+
+
+class LoopGuard:
+    """Counts login redirects per browser and URL; says when it looks like a loop (§3.7).
+
+    A loop means Ory believes the browser is signed in while the gateway sees no session
+    (wrong cookie name or domain). The browser is recognised by address, user agent and the
+    credential it presents (or none), so different people behind one NAT rarely collide.
+    """
+
+    def __init__(self, clock: Callable[[], float], *, limit: int = LOOP_LIMIT,
+                 window: float = LOOP_WINDOW, max_entries: int = 50_000) -> None:
+        self._limit = limit
+        self._counts: TTLCache[str, int] = TTLCache(max_entries, window, timer=clock)
+
+    def is_looping(self, browser: str, url: str) -> bool:
+        """Record one more redirect; True when this one would exceed the limit."""
+        key = hashlib.sha256(f"{browser}\x00{url}".encode()).hexdigest()
+        count = self._counts.get(key, 0) + 1
+        self._counts[key] = count
+        return count > self._limit

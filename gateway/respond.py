@@ -1,0 +1,162 @@
+"""The one place errors become answers (contract §3.6, §3.7, "Error answers").
+
+A browser navigation gets a 303 to the login (or an HTML page); everything else gets JSON
+in Ory's envelope. Once a streamed response has started, nobody calls this: the proxy
+aborts the connection instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from gateway.assets import stylesheet
+from gateway.config import GatewayConfig
+from gateway.errors import (
+    GatewayError,
+    RedirectLoopError,
+    RefreshRequiredError,
+    SessionRequiredError,
+    StepUpRequiredError,
+)
+from gateway.redirects import LoopGuard, login_url
+
+NO_STORE = "no-store"
+_LOGIN_ERRORS = (SessionRequiredError, StepUpRequiredError, RefreshRequiredError)
+
+
+def is_browser_navigation(request: web.Request) -> bool:
+    """GET/HEAD that a browser makes to show a page (never XHR, never fetch())."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    if request.headers.get("X-Requested-With", "").lower() == "xmlhttprequest":
+        return False
+    mode = request.headers.get("Sec-Fetch-Mode")
+    if mode is not None:
+        return mode.lower() == "navigate"
+    return prefers_html(request.headers.get("Accept", ""))
+
+
+def prefers_html(accept: str) -> bool:
+    """`Accept` names text/html and rates it at least as high as application/json."""
+    weights: dict[str, float] = {}
+    for item in accept.split(","):
+        media, *params = (p.strip() for p in item.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        weights[media.lower()] = quality
+    html = max(weights.get("text/html", 0.0), weights.get("application/xhtml+xml", 0.0))
+    return html > 0 and html >= weights.get("application/json", 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Situation:
+    """What the renderer needs to know about the request that failed."""
+
+    navigation: bool  # a browser navigation that may be redirected
+    html_allowed: bool  # False when the credential came from a header: JSON only (§3.4)
+    return_to: str  # absolute URL of what was asked for (for the login)
+    browser_key: str  # who the browser is, for the loop guard
+
+
+class Responder:
+    """Builds every error answer; owns the redirect-loop guard."""
+
+    def __init__(self, config: GatewayConfig, loop_guard: LoopGuard) -> None:
+        self._config = config
+        self._guard = loop_guard
+
+    def login_for(self, error: GatewayError, return_to: str) -> str:
+        """The login URL that resolves `error` (step-up, refresh or plain sign-in)."""
+        ory = self._config.ory
+        return login_url(
+            ory.browser_base, ory.login_path, return_to,
+            refresh=isinstance(error, RefreshRequiredError),
+            aal="aal2" if isinstance(error, StepUpRequiredError) else None,
+        )
+
+    def render(
+        self, request: web.Request, error: GatewayError, situation: Situation
+    ) -> web.StreamResponse:
+        """303 / HTML page / JSON envelope for one error."""
+        login = None
+        if isinstance(error, _LOGIN_ERRORS):
+            login = self.login_for(error, situation.return_to)
+        if situation.navigation and login is not None:
+            if not self._guard.is_looping(situation.browser_key, situation.return_to):
+                return redirect(login)
+            error = RedirectLoopError()
+        if situation.navigation or (situation.html_allowed and _wants_html(request)):
+            return self.page(request, error, login=login)
+        return json_error(error, login=login)
+
+    def page(
+        self, request: web.Request, error: GatewayError, *, login: str | None
+    ) -> web.Response:
+        """The HTML error page from templates/."""
+        template = "loop.html" if isinstance(error, RedirectLoopError) else "error.html"
+        context: dict[str, Any] = {
+            "title": HTTPStatus(error.status).phrase,
+            "error": error,
+            "status": error.status,
+            "login": login,
+            "cookie_name": self._config.ory.session_cookie,
+            "auth_prefix": self._config.server.auth_prefix,
+            "stylesheet": stylesheet(),
+        }
+        response = aiohttp_jinja2.render_template(template, request, context, status=error.status)
+        response.headers["Cache-Control"] = NO_STORE
+        return response
+
+
+def _wants_html(request: web.Request) -> bool:
+    """A browser page load that cannot be redirected (e.g. POST) still reads better as HTML."""
+    return (
+        request.headers.get("X-Requested-With", "").lower() != "xmlhttprequest"
+        and request.headers.get("Sec-Fetch-Mode", "navigate").lower() == "navigate"
+        and prefers_html(request.headers.get("Accept", ""))
+    )
+
+
+def redirect(location: str) -> web.Response:
+    """303 See Other, never cached."""
+    return web.Response(status=303, headers={"Location": location, "Cache-Control": NO_STORE})
+
+
+def json_error(error: GatewayError, *, login: str | None = None) -> web.Response:
+    """Ory's error envelope: `{"error": {"id", "code", "status", "message"}}`."""
+    body: dict[str, Any] = {
+        "id": error.error_id,
+        "code": error.status,
+        "status": HTTPStatus(error.status).phrase,
+    }
+    if error.reason:
+        body["reason"] = error.reason
+    if login is not None:
+        body["details"] = {"login_url": login}
+    body["message"] = error.message
+    document: dict[str, Any] = {"error": body}
+    if login is not None:
+        document["redirect_browser_to"] = login
+    return json_response(document, status=error.status)
+
+
+def json_response(document: Any, *, status: int = 200) -> web.Response:
+    """JSON that may describe a session: never stored by any cache (§4)."""
+    return web.Response(
+        status=status,
+        body=json.dumps(document, separators=(",", ":")).encode(),
+        content_type="application/json",
+        headers={"Cache-Control": NO_STORE},
+    )

@@ -1,0 +1,113 @@
+"""Routes compiled once from the config; first match wins (contract §2, §3.3)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gateway.config import Access, GatewayConfig, RouteConfig
+
+_AAL_RANK = {"aal0": 0, "aal1": 1, "aal2": 2, "aal3": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A compiled route: what a matching request needs."""
+
+    pattern: str
+    access: Access
+    methods: frozenset[str] | None
+    aal: str | None
+    max_age: float | None
+    index: int | None  # position in [[routes]]; None for the default
+    regex: re.Pattern[str] | None
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether this route covers the request (HEAD counts as GET)."""
+        if self.methods is not None and method not in self.methods:
+            return method == "HEAD" and "GET" in self.methods and self._path_matches(path)
+        return self._path_matches(path)
+
+    def _path_matches(self, path: str) -> bool:
+        return self.regex is None or self.regex.fullmatch(path) is not None
+
+    def describe(self) -> str:
+        """One line for `gateway check` / `gateway explain`."""
+        where = "default" if self.index is None else f"routes[{self.index}] {self.pattern}"
+        methods = ",".join(sorted(self.methods)) if self.methods else "any method"
+        needs = [f"aal={self.aal}"] if self.aal else []
+        if self.max_age is not None:
+            needs.append(f"max_age={self.max_age:g}s")
+        extra = f" ({', '.join(needs)})" if needs else ""
+        return f"{where} [{methods}] -> {self.access}{extra}"
+
+
+def aal_rank(aal: str) -> int:
+    """Order of assurance levels; unknown or legacy "" counts as the lowest."""
+    return _AAL_RANK.get(aal, 0)
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """`*` = within one segment, `**` = any depth; "/a/**" also matches "/a"."""
+    out: list[str] = []
+    segments = pattern.split("/")[1:]
+    for position, segment in enumerate(segments):
+        if segment == "**":
+            out.append("(?:/.*)?" if position == len(segments) - 1 else "(?:/[^/]*)*")
+            continue
+        pieces = [re.escape(part) for part in segment.split("*")]
+        out.append("/" + "[^/]*".join(pieces))
+    return re.compile("".join(out) or "/")
+
+
+class RouteTable:
+    """The ordered routes plus the default; `match` is the only thing the hot path calls."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.routes = tuple(_compile(route, index) for index, route in enumerate(config.routes))
+        self.default = Route("**", config.default_access, None, None, None, None, None)
+
+    def match(self, method: str, path: str) -> Route:
+        """First route that matches, else the default."""
+        for route in self.routes:
+            if route.matches(method, path):
+                return route
+        return self.default
+
+    def shadowed(self) -> list[tuple[Route, Route]]:
+        """(later, earlier) pairs where the earlier route covers every request of the later."""
+        found: list[tuple[Route, Route]] = []
+        for position, later in enumerate(self.routes):
+            for earlier in self.routes[:position]:
+                if _covers(earlier, later):
+                    found.append((later, earlier))
+                    break
+        return found
+
+
+def _compile(route: RouteConfig, index: int) -> Route:
+    return Route(
+        pattern=route.path,
+        access=route.access,
+        methods=route.methods,
+        aal=route.aal,
+        max_age=route.max_age,
+        index=index,
+        regex=glob_to_regex(route.path),
+    )
+
+
+def _covers(earlier: Route, later: Route) -> bool:
+    """Probe the later route's pattern with sample paths; all must match the earlier one."""
+    if earlier.methods is not None and not (later.methods and later.methods <= earlier.methods):
+        return False
+    assert earlier.regex is not None  # noqa: S101 - compiled routes always have one
+    return all(earlier.regex.fullmatch(probe) for probe in _probes(later.pattern))
+
+
+def _probes(pattern: str) -> list[str]:
+    samples = []
+    for deep, star in (("", "x"), ("/p", "yz"), ("/p/q/r", ""), ("/p.q/r", "x.y")):
+        text = pattern.replace("/**", deep if deep else "").replace("**", "p/q")
+        samples.append(text.replace("*", star) or "/")
+    return samples

@@ -1,0 +1,121 @@
+"""The part of an Ory session the gateway keeps: parsed once, at the boundary (§13.2).
+
+Real Kratos data can be messy (legacy `aal: ""`, missing devices), so parsing is defensive:
+only the handful of fields the gateway needs, with clear failure when they are unusable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway.config import IdentityHeader
+from gateway.headers import encode_value
+
+
+class SessionParseError(ValueError):
+    """Ory's 200 body is not a session we can use (treated as "Ory unavailable")."""
+
+
+class SessionInactiveError(SessionParseError):
+    """A well-formed session that is inactive or expired: the same as Ory's 401."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A validated session, projected to what the gateway needs (small to cache)."""
+
+    session_id: str
+    identity_id: str
+    email: str | None
+    aal: str
+    authenticated_at: float  # seconds since the epoch
+    expires_at: float | None
+    headers: tuple[tuple[str, str], ...]  # identity headers, values already header-safe
+
+    def is_valid_at(self, now: float) -> bool:
+        """A cached session stops counting the moment Ory's expiry passes."""
+        return self.expires_at is None or self.expires_at > now
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """RFC 3339 (Go style, up to nanoseconds) -> epoch seconds; None when absent/unparseable."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("Z", "+00:00").replace("z", "+00:00")
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}" if digits else head + rest[digits:]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return moment.timestamp()
+
+
+def lookup(document: Any, path: tuple[str, ...]) -> Any:
+    """Follow a dotted path through nested objects; None when any step is missing."""
+    current = document
+    for step in path:
+        if not isinstance(current, Mapping):
+            return None
+        current = current.get(step)
+    return current
+
+
+def header_text(value: Any) -> str | None:
+    """A session field as a header value; None means "send no header at all"."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str | int | float):
+        text = str(value)
+    elif isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        text = ",".join(str(v) for v in value)
+    else:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return encode_value(text) if text != "" else None
+
+
+def parse_session(
+    payload: Any, identity_headers: tuple[IdentityHeader, ...], now: float
+) -> Session:
+    """Ory's whoami 200 body -> Session; SessionParseError if it is not an active session."""
+    if not isinstance(payload, Mapping):
+        raise SessionParseError("whoami answered 200 with a body that is not an object")
+    session_id = payload.get("id")
+    identity = payload.get("identity")
+    identity_id = identity.get("id") if isinstance(identity, Mapping) else None
+    if not isinstance(session_id, str) or not session_id:
+        raise SessionParseError("the session has no id")
+    if not isinstance(identity_id, str) or not identity_id:
+        raise SessionParseError("the session has no identity id")
+    if payload.get("active") is not True:
+        raise SessionInactiveError("the session is not active")
+    expires_at = parse_timestamp(payload.get("expires_at"))
+    if expires_at is not None and expires_at <= now:
+        raise SessionInactiveError("the session has expired")
+    email = lookup(payload, ("identity", "traits", "email"))
+    aal = payload.get("authenticator_assurance_level")
+    authenticated_at = parse_timestamp(payload.get("authenticated_at"))
+    headers = []
+    for header in identity_headers:
+        text = header_text(lookup(payload, header.path))
+        if text is not None:
+            headers.append((header.name, text))
+    return Session(
+        session_id=session_id,
+        identity_id=identity_id,
+        email=email if isinstance(email, str) else None,
+        aal=aal if isinstance(aal, str) else "",
+        authenticated_at=authenticated_at if authenticated_at is not None else 0.0,
+        expires_at=expires_at,
+        headers=tuple(headers),
+    )

@@ -1,0 +1,111 @@
+"""WebSocket upgrades: authorised like any request, Origin-checked, then bridged (§3.9).
+
+Cookies ride on cross-site upgrades, so a browser `Origin` must be ours or allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
+from gateway.headers import WEBSOCKET_HANDSHAKE
+
+log = logging.getLogger("gateway.websocket")
+
+
+def is_websocket_upgrade(request: web.BaseRequest) -> bool:
+    """`Upgrade: websocket` on a GET (RFC 6455 §4.1)."""
+    return (
+        request.method == "GET"
+        and request.headers.get("Upgrade", "").lower() == "websocket"
+        and "upgrade" in request.headers.get("Connection", "").lower()
+    )
+
+
+def is_allowed_origin(origin: str | None, allowed: tuple[str, ...]) -> bool:
+    """No Origin (not a browser) is fine; a browser's must be one of ours."""
+    return origin is None or origin.lower().rstrip("/") in allowed
+
+
+def websocket_url(url: URL) -> URL:
+    """http -> ws, https -> wss, same path and query."""
+    scheme = "wss" if url.scheme == "https" else "ws"
+    return url.with_scheme(scheme)
+
+
+async def bridge(
+    request: web.Request,
+    http: aiohttp.ClientSession,
+    url: URL,
+    headers: CIMultiDict[str],
+    *,
+    answer_within: float,
+) -> web.WebSocketResponse:
+    """Connect upstream first (so failures are still 502/504), then relay both ways."""
+    for name in list(headers):
+        if name.lower() in WEBSOCKET_HANDSHAKE:
+            del headers[name]
+    protocols = [
+        p.strip()
+        for value in request.headers.getall("Sec-WebSocket-Protocol", [])
+        for p in value.split(",")
+        if p.strip()
+    ]
+    try:
+        async with asyncio.timeout(answer_within):
+            upstream = await http.ws_connect(
+                websocket_url(url), headers=headers, protocols=protocols, autoping=True,
+                max_msg_size=0,
+            )
+    except TimeoutError:
+        raise UpstreamTimeoutError() from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise UpstreamUnavailableError(type(exc).__name__) from None
+    client = web.WebSocketResponse(
+        protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0
+    )
+    try:
+        await client.prepare(request)
+        await _relay_both_ways(client, upstream)
+    finally:
+        await upstream.close()
+    return client
+
+
+async def _relay_both_ways(
+    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse
+) -> None:
+    to_upstream = asyncio.ensure_future(_pump(client, upstream))
+    to_client = asyncio.ensure_future(_pump(upstream, client))
+    try:
+        done, _ = await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (to_upstream, to_client):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    # Whoever closed first: carry its code to the other side.
+    code = (client.close_code if to_upstream in done else upstream.close_code) or WSCloseCode.OK
+    await client.close(code=code)
+    await upstream.close(code=code)
+
+
+async def _pump(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+) -> None:
+    async for message in source:
+        if message.type == WSMsgType.TEXT:
+            await sink.send_str(message.data)
+        elif message.type == WSMsgType.BINARY:
+            await sink.send_bytes(message.data)
+        elif message.type == WSMsgType.ERROR:
+            log.info("websocket error: %s", type(source.exception()).__name__)
+            return
