@@ -114,7 +114,8 @@ def _positive_duration(value: Any) -> float:
 
 def _auth_prefix(value: Any) -> str:
     text = _string(value)
-    if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", text) or "/." in text:
+    segments = text.split("/")[1:]
+    if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", text) or {".", ".."} & set(segments):
         raise ValueError('must be a plain path such as "/_auth" (no trailing slash, no globs)')
     return text
 

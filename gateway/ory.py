@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -66,6 +67,7 @@ class OryClient(Protocol):
         ...
 
 
+log = logging.getLogger("gateway.ory")
 _JSON = {"Accept": "application/json"}
 _TRANSIENT = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
@@ -127,10 +129,15 @@ class HttpOryClient:
         raise OryUnavailableError(f"Ory answered whoami with HTTP {status}")
 
     async def logout_url(self, credential: Credential, return_to: str) -> str | None:
-        status, body = await self._request(
-            "GET", "/self-service/logout/browser", self._auth_headers(credential),
-            params={"return_to": return_to},
-        )
+        headers = self._auth_headers(credential)
+        path = "/self-service/logout/browser"
+        status, body = await self._request("GET", path, headers, params={"return_to": return_to})
+        if status == 400:
+            # Ory refused our return_to (gateway origin not in allowed_return_urls): still log
+            # the user out, and let Ory pick where they land.
+            log.warning("Ory refused return_to %s: add the gateway's origin to Ory's "
+                        "selfservice.allowed_return_urls", return_to)
+            status, body = await self._request("GET", path, headers)
         if status in (400, 401, 403):
             return None
         url = _json_field(body, "logout_url") if status == 200 else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -71,41 +72,59 @@ async def bridge(
     client = web.WebSocketResponse(
         protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0
     )
+    closing = Closing()
     try:
         await client.prepare(request)
-        await _relay_both_ways(client, upstream)
+        await _relay_both_ways(client, upstream, closing)
     finally:
-        await upstream.close()
+        # Runs even when aiohttp cancels the handler as the client hangs up.
+        await upstream.close(code=closing.code, message=closing.reason)
     return client
 
 
+@dataclass(slots=True)
+class Closing:
+    """The close code and reason of whichever side closed first."""
+
+    code: int = WSCloseCode.GOING_AWAY
+    reason: bytes = b""
+
+
 async def _relay_both_ways(
-    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse
+    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, closing: Closing
 ) -> None:
-    to_upstream = asyncio.ensure_future(_pump(client, upstream))
-    to_client = asyncio.ensure_future(_pump(upstream, client))
+    tasks = {
+        asyncio.ensure_future(_pump(client, upstream, closing)),
+        asyncio.ensure_future(_pump(upstream, client, closing)),
+    }
     try:
-        done, _ = await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (to_upstream, to_client):
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-    # Whoever closed first: carry its code to the other side.
-    code = (client.close_code if to_upstream in done else upstream.close_code) or WSCloseCode.OK
-    await client.close(code=code)
-    await upstream.close(code=code)
+    await client.close(code=closing.code, message=closing.reason)
 
 
-async def _pump(
-    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-) -> None:
-    async for message in source:
+Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+async def _pump(source: Socket, sink: Socket, closing: Closing) -> None:
+    """Relay messages until `source` closes; note its close code and reason."""
+    while True:
+        message = await source.receive()
         if message.type == WSMsgType.TEXT:
             await sink.send_str(message.data)
         elif message.type == WSMsgType.BINARY:
             await sink.send_bytes(message.data)
+        elif message.type == WSMsgType.CLOSE:
+            closing.code = int(message.data or WSCloseCode.OK)
+            closing.reason = (message.extra or "").encode()
+            return
         elif message.type == WSMsgType.ERROR:
             log.info("websocket error: %s", type(source.exception()).__name__)
+            return
+        elif message.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
+            closing.code = source.close_code or closing.code
             return

@@ -27,6 +27,7 @@ class UpstreamState:
     seen: list[Seen] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)  # ends /hang and /sse
     sse_first_sent: asyncio.Event = field(default_factory=asyncio.Event)
+    ws_closed: asyncio.Queue[int | None] = field(default_factory=asyncio.Queue)
 
     def last(self) -> Seen:
         assert self.seen, "the upstream received no request"
@@ -113,6 +114,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             await ws.send_str("echo: " + message.data)
         elif message.type == WSMsgType.BINARY:
             await ws.send_bytes(message.data)
+    request.app[STATE].ws_closed.put_nowait(ws.close_code)
     return ws
 
 
