@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import urllib.request
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     explain.set_defaults(run=_explain)
     demo = commands.add_parser("demo", help="run stand-in Ory + sample app + gateway, offline")
     demo.set_defaults(run=_demo)
+    health = commands.add_parser(
+        "healthcheck", help="exit 0 if the local gateway answers /_auth/health (for Docker)"
+    )
+    health.add_argument("--config", help=config_help)
+    health.set_defaults(run=_healthcheck)
     return parser
 
 
@@ -92,6 +98,22 @@ def _check(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     print(explain_request(read_config(args.config), args.method, args.url))
     return 0
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    """Needs no curl in the image: asks the gateway on its own port."""
+    config = read_config(args.config)
+    host = config.server.listen.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind-all address is reached locally
+        host = "127.0.0.1" if host != "::" else "::1"
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{config.server.listen.port}{config.server.auth_prefix}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return 0 if response.status == 200 else 1
+    except OSError as exc:
+        print(f"unhealthy: {url}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -19,9 +19,9 @@ class RawResponse:
         return None
 
 
-async def raw_request(port: int, head: bytes, *, timeout: float = 5.0) -> RawResponse:
+async def raw_request(port: int, head: bytes, *, within: float = 5.0) -> RawResponse:
     """Write `head` (request line + headers + blank line) and read the whole answer."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(head)

@@ -25,9 +25,10 @@ async def test_cache_lifetime_is_capped_by_session_expiry(make_stack: StackFacto
     stack = await make_stack(cache='ttl = "1h"')
     identity = stack.ory.add_identity("short@example.com", password="pw")
     session = stack.ory.create_session(identity)
-    assert (await stack.client.get("/app", headers=stack.cookie(session.cookie_value))).status == 200
+    headers = stack.cookie(session.cookie_value)
+    assert (await stack.client.get("/app", headers=headers)).status == 200
     stack.clock.advance(86_400 + 1)  # past the stand-in's 24h lifespan
-    response = await stack.client.get("/app", headers={**stack.cookie(session.cookie_value), **API})
+    response = await stack.client.get("/app", headers={**headers, **API})
     assert response.status == 401
 
 
@@ -88,7 +89,9 @@ async def test_ory_down_is_503_and_browser_gets_html(make_stack: StackFactory) -
     assert response.headers["Content-Type"].startswith("text/html")
 
 
-async def test_stale_if_error_serves_known_session_while_ory_fails(make_stack: StackFactory) -> None:
+async def test_stale_if_error_serves_known_session_while_ory_fails(
+    make_stack: StackFactory,
+) -> None:
     stack = await make_stack(cache='ttl = "10s"\nstale_if_error = "30s"')
     cookie, _ = stack.login("stale@example.com")
     assert (await stack.client.get("/app", headers=stack.cookie(cookie))).status == 200
