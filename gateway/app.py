@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import cast
@@ -16,6 +17,7 @@ from gateway.assets import templates_dir
 from gateway.cache import SessionCache
 from gateway.config import GatewayConfig
 from gateway.context import SERVICES, Services
+from gateway.csrf import CsrfSigner
 from gateway.ory import HttpOryClient, OryClient
 from gateway.pipeline import handle_request
 from gateway.redirects import LoopGuard
@@ -42,6 +44,7 @@ def build_app(
         routes=RouteTable(config),
         auth=Authenticator(ory or cast(OryClient, _PendingOry()), cache, clock),
         responder=Responder(config, LoopGuard(clock)),
+        csrf=CsrfSigner(config.server.secret.encode() or secrets.token_bytes(32)),
         clock=clock,
         strip=Services.identity_names(config),
     )

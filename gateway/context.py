@@ -11,8 +11,11 @@ from aiohttp import web
 
 from gateway.access import Authenticator
 from gateway.config import GatewayConfig
+from gateway.credentials import Credential
+from gateway.csrf import CsrfSigner
 from gateway.headers import normalise_name
-from gateway.respond import Responder
+from gateway.paths import RequestTarget
+from gateway.respond import Responder, Situation, is_browser_navigation
 from gateway.routes import RouteTable
 
 
@@ -24,6 +27,7 @@ class Services:
     routes: RouteTable
     auth: Authenticator
     responder: Responder
+    csrf: CsrfSigner
     clock: Callable[[], float]
     upstream_http: aiohttp.ClientSession | None = None  # set in cleanup_ctx
     strip: frozenset[str] = frozenset()  # normalised identity header names
@@ -35,6 +39,20 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+
+
+def situation_for(
+    request: web.Request, services: Services, target: RequestTarget, credential: Credential | None
+) -> Situation:
+    """What the error renderer needs: may it redirect, and to come back where?"""
+    html_allowed = credential is None or not credential.from_header
+    navigation = html_allowed and is_browser_navigation(request)
+    browser = "|".join(
+        (request.remote or "", request.headers.get("User-Agent", ""),
+         credential.key if credential else "")
+    )
+    return_to = request_origin(request, services.config) + target.path_qs
+    return Situation(navigation, html_allowed, return_to, browser)
 
 
 def is_trusted_peer(request: web.BaseRequest, config: GatewayConfig) -> bool:

@@ -7,6 +7,7 @@ cookie (set on :4433) reaches the gateway (on :4180) as it would on a shared dom
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -17,26 +18,39 @@ from gateway.sampleapp import build_sample_app
 from gateway.standin import OryStandin
 
 HOST = "127.0.0.1"
-ORY_PORT = 4433
-APP_PORT = 3000
-GATEWAY_PORT = 4180
-GATEWAY_URL = f"http://{HOST}:{GATEWAY_PORT}"
 
 DEMO_USERS = (
     ("alice@example.com", "alice-password", True),  # has a second factor: code 123456
     ("bob@example.com", "bob-password", False),
 )
+SECOND_FACTOR_CODE = "123456"
 
-DEMO_CONFIG = f"""
+
+@dataclass(frozen=True, slots=True)
+class DemoPorts:
+    """Where the three pieces listen (tests use free ports instead of these)."""
+
+    gateway: int = 4180
+    ory: int = 4433
+    app: int = 3000
+
+    def url(self, port: int) -> str:
+        return f"http://{HOST}:{port}"
+
+
+def demo_config(ports: DemoPorts) -> GatewayConfig:
+    """The gateway's config for the demo: sample app behind it, stand-in beside it."""
+    return load_config(
+        f"""
 [server]
-listen = "{HOST}:{GATEWAY_PORT}"
-public_url = "{GATEWAY_URL}"
+listen = "{HOST}:{ports.gateway}"
+public_url = "{ports.url(ports.gateway)}"
 
 [ory]
-url = "http://{HOST}:{ORY_PORT}"
+url = "{ports.url(ports.ory)}"
 
 [upstream]
-url = "http://{HOST}:{APP_PORT}"
+url = "{ports.url(ports.app)}"
 
 [[routes]]
 path = "/public/**"
@@ -46,40 +60,43 @@ access = "optional"
 path = "/admin/**"
 access = "authenticated"
 aal = "aal2"
-"""
+""",
+        {},
+    )
 
 
-def demo_config() -> GatewayConfig:
-    """The gateway's config for the demo (ports above)."""
-    return load_config(DEMO_CONFIG, {})
-
-
-def demo_standin() -> OryStandin:
+def demo_standin(ports: DemoPorts) -> OryStandin:
     """The stand-in with the demo users; `aal1` lets aal1 sessions in until a route asks more."""
+    gateway = ports.url(ports.gateway)
     hint = "Demo users: " + ", ".join(f"{e} / {p}" for e, p, _ in DEMO_USERS)
     standin = OryStandin(
-        allowed_return_urls=(GATEWAY_URL,),
+        allowed_return_urls=(gateway,),
         required_aal="aal1",
-        login_hint=hint + ". Second factor for alice: 123456.",
-        default_return_url=GATEWAY_URL + "/",
+        login_hint=f"{hint}. Second factor for alice: {SECOND_FACTOR_CODE}.",
+        default_return_url=gateway + "/",
     )
     for email, password, second_factor in DEMO_USERS:
         standin.add_identity(email, password=password, has_second_factor=second_factor)
     return standin
 
 
-async def run_demo() -> Stopper:
+async def run_demo(ports: DemoPorts | None = None) -> Stopper:
     """Start all three; return the function that stops them in reverse order."""
+    ports = ports or DemoPorts()
+    apps = (
+        (demo_standin(ports).build_app(), ports.ory, "ory-standin"),
+        (build_sample_app(), ports.app, "sample-app"),
+        (build_app(demo_config(ports)), ports.gateway, "gateway"),
+    )
     runners: list[web.AppRunner] = []
     try:
-        runners.append(await start_site(demo_standin().build_app(), HOST, ORY_PORT, "ory-standin"))
-        runners.append(await start_site(build_sample_app(), HOST, APP_PORT, "sample-app"))
-        runners.append(await start_site(build_app(demo_config()), HOST, GATEWAY_PORT, "gateway"))
+        for app, port, name in apps:
+            runners.append(await start_site(app, HOST, port, name))
     except OSError:
         for runner in reversed(runners):
             await runner.cleanup()
         raise
-    _announce()
+    _announce(ports)
 
     async def stop() -> None:
         for runner in reversed(runners):
@@ -88,22 +105,27 @@ async def run_demo() -> Stopper:
     return stop
 
 
-def _announce() -> None:
+def _announce(ports: DemoPorts) -> None:
+    url = ports.url(ports.gateway)
+    users = [
+        f"    {email:<20} password {password}"
+        + (f"  (second factor: {SECOND_FACTOR_CODE})" if tfa else "")
+        for email, password, tfa in DEMO_USERS
+    ]
     lines = [
         "",
-        f"  Open {GATEWAY_URL}/ in a browser.",
+        f"  Open {url}/ in a browser.",
         "",
         "  Sign in as one of:",
-        *(f"    {email:<20} password {password}" + ("  (second factor: 123456)" if tfa else "")
-          for email, password, tfa in DEMO_USERS),
+        *users,
         "",
-        f"  Try: {GATEWAY_URL}/public/ (no login needed), {GATEWAY_URL}/admin/ (second factor),",
-        f"       {GATEWAY_URL}/events (server-sent events), {GATEWAY_URL}/ws (WebSocket),",
-        f"       {GATEWAY_URL}/_auth/whoami, {GATEWAY_URL}/_auth/logout",
+        f"  Try: {url}/public/ (no login needed), {url}/admin/ (second factor),",
+        f"       {url}/events (server-sent events), {url}/ws (WebSocket),",
+        f"       {url}/_auth/sessions, {url}/_auth/whoami, {url}/_auth/logout",
         "",
-        "  Stand-in Ory on :4433, sample app on :3000 (use it through the gateway).",
+        f"  Stand-in Ory on :{ports.ory}, sample app on :{ports.app} (use it through the gateway).",
         "  Ctrl-C stops all three.",
         "",
     ]
     print("\n".join(lines), flush=True)
-    logging.getLogger("gateway.demo").info("demo ready at %s", GATEWAY_URL)
+    logging.getLogger("gateway.demo").info("demo ready at %s", url)

@@ -6,16 +6,15 @@ whoami, logout, refresh, health, ready, and the signed-out page logout returns t
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from gateway.assets import stylesheet
-from gateway.context import Services, allowed_origins, request_origin
+from gateway.context import Services, allowed_origins, request_origin, situation_for
 from gateway.credentials import Credential, extract_credential
+from gateway.csrf import check_origin
 from gateway.errors import (
-    AccessDeniedError,
     GatewayError,
     MethodNotAllowedError,
     NotFoundError,
@@ -26,8 +25,9 @@ from gateway.errors import (
 from gateway.ory import StepUpRequired
 from gateway.paths import RequestTarget
 from gateway.redirects import login_url, safe_return_to
-from gateway.respond import NO_STORE, is_browser_navigation, json_error, json_response, redirect
-from gateway.session import Session
+from gateway.respond import NO_STORE, json_error, json_response, redirect
+from gateway.session import Session, format_timestamp
+from gateway.sessions_page import handle_sessions, is_sessions_path
 
 Handler = Callable[[web.Request, Services], Awaitable[web.StreamResponse]]
 
@@ -39,6 +39,12 @@ async def handle_endpoint(
     name = target.path[len(services.config.server.auth_prefix):].strip("/")
     methods = ENDPOINTS.get(name)
     try:
+        if is_sessions_path(name):
+            current = await current_session(request, services)
+            response = await handle_sessions(request, services, name, current)
+            if response is None:
+                raise MethodNotAllowedError("no such sessions call for this method")
+            return response
         if methods is None:
             raise NotFoundError(f"no gateway endpoint {target.path!r}")
         handler = methods.get(request.method) or methods.get(
@@ -48,9 +54,9 @@ async def handle_endpoint(
             raise MethodNotAllowedError(f"use {', '.join(sorted(methods))}")
         return await handler(request, services)
     except GatewayError as error:
-        if is_browser_navigation(request):
-            return services.responder.page(request, error, login=None)
-        return json_error(error)
+        credential = _credential(request, services)
+        situation = situation_for(request, services, target, credential)
+        return services.responder.render(request, error, situation)
 
 
 def _credential(request: web.Request, services: Services) -> Credential | None:
@@ -64,24 +70,6 @@ def _return_to(request: web.Request, services: Services) -> str | None:
     return safe_return_to(request.query.get("return_to"), (origin,))
 
 
-def check_same_origin(request: web.Request, services: Services) -> None:
-    """State-changing calls must come from our own pages (or an allowed origin)."""
-    origin = request.headers.get("Origin")
-    if origin is not None:
-        if origin.lower().rstrip("/") not in allowed_origins(request, services.config):
-            raise AccessDeniedError("cross-site request refused")
-    elif request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
-        raise AccessDeniedError("cross-site request refused")
-
-
-def timestamp(seconds: float | None) -> str | None:
-    """Epoch seconds -> RFC 3339 UTC with `Z`, like Ory writes them."""
-    if seconds is None:
-        return None
-    text = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
-    return text.replace("+00:00", "Z")
-
-
 def describe(session: Session) -> dict[str, object]:
     """The whoami document: identity and what the upstream would be told."""
     return {
@@ -89,8 +77,8 @@ def describe(session: Session) -> dict[str, object]:
         "identity_id": session.identity_id,
         "email": session.email,
         "aal": session.aal,
-        "authenticated_at": timestamp(session.authenticated_at),
-        "expires_at": timestamp(session.expires_at),
+        "authenticated_at": format_timestamp(session.authenticated_at),
+        "expires_at": format_timestamp(session.expires_at),
         "headers": dict(session.headers),
     }
 
@@ -119,13 +107,13 @@ async def whoami(request: web.Request, services: Services) -> web.StreamResponse
 
 async def logout(request: web.Request, services: Services) -> web.StreamResponse:
     """Evict the cached session, then let Ory end it (its logout URL), then return_to."""
-    if request.method == "POST":
-        check_same_origin(request, services)
     origin = request_origin(request, services.config)
     back = _return_to(request, services)
     credential = _credential(request, services)
     if credential is None:
         return redirect(back or "/")
+    if request.method == "POST":
+        check_origin(request, credential, allowed_origins(request, services.config))
     cache = services.auth.cache
     session = cache.peek(credential.key)
     cache.evict_key(credential.key)

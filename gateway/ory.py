@@ -42,6 +42,10 @@ class OryClient(Protocol):
         """Validate a credential; OryUnavailableError when Ory cannot answer."""
         ...
 
+    async def session_document(self, credential: Credential) -> dict[str, Any] | None:
+        """The full whoami JSON (devices included), uncached; None when not valid."""
+        ...
+
     async def logout_url(self, credential: Credential, return_to: str) -> str | None:
         """A browser logout URL for a cookie session, or None when there is no session."""
         ...
@@ -128,6 +132,17 @@ class HttpOryClient:
             return STEP_UP_REQUIRED
         raise OryUnavailableError(f"Ory answered whoami with HTTP {status}")
 
+    async def session_document(self, credential: Credential) -> dict[str, Any] | None:
+        status, body = await self._request(
+            "GET", "/sessions/whoami", self._auth_headers(credential)
+        )
+        if status in (401, 403):
+            return None
+        document = _json_object(body) if status == 200 else None
+        if document is None:
+            raise OryUnavailableError(f"Ory answered whoami with HTTP {status}")
+        return document
+
     async def logout_url(self, credential: Credential, return_to: str) -> str | None:
         headers = self._auth_headers(credential)
         path = "/self-service/logout/browser"
@@ -195,9 +210,14 @@ class HttpOryClient:
         return False
 
 
-def _json_field(body: bytes, key: str) -> Any:
+def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         document = json.loads(body)
     except ValueError:
         return None
-    return document.get(key) if isinstance(document, dict) else None
+    return document if isinstance(document, dict) else None
+
+
+def _json_field(body: bytes, key: str) -> Any:
+    document = _json_object(body)
+    return document.get(key) if document is not None else None

@@ -11,14 +11,14 @@ import logging
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.context import SERVICES, Services, allowed_origins, is_trusted_peer, request_origin
+from gateway.context import SERVICES, Services, allowed_origins, is_trusted_peer, situation_for
 from gateway.credentials import Credential, cookie_header_without, extract_credential
 from gateway.endpoints import handle_endpoint
 from gateway.errors import AccessDeniedError, BadRequestError, GatewayError
 from gateway.headers import ForwardingPeer, build_upstream_headers
 from gateway.paths import RequestTarget, canonical_target
 from gateway.proxy import forward, upstream_url
-from gateway.respond import Situation, is_browser_navigation, json_error
+from gateway.respond import json_error
 from gateway.session import Session
 from gateway.websocket import bridge, is_allowed_origin, is_websocket_upgrade
 
@@ -43,20 +43,6 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     except GatewayError as error:
         situation = situation_for(request, services, target, credential)
         return services.responder.render(request, error, situation)
-
-
-def situation_for(
-    request: web.Request, services: Services, target: RequestTarget, credential: Credential | None
-) -> Situation:
-    """What the renderer needs: may it redirect, and to come back where?"""
-    html_allowed = credential is None or not credential.from_header
-    navigation = html_allowed and is_browser_navigation(request)
-    browser = "|".join(
-        (request.remote or "", request.headers.get("User-Agent", ""),
-         credential.key if credential else "")
-    )
-    return_to = request_origin(request, services.config) + target.path_qs
-    return Situation(navigation, html_allowed, return_to, browser)
 
 
 async def _proxy(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.config import IdentityHeader
@@ -57,6 +57,14 @@ def parse_timestamp(value: Any) -> float | None:
     if moment.tzinfo is None:
         return None
     return moment.timestamp()
+
+
+def format_timestamp(seconds: float | None) -> str | None:
+    """Epoch seconds -> RFC 3339 UTC with `Z`, the way Ory writes them."""
+    if seconds is None:
+        return None
+    text = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
+    return text.replace("+00:00", "Z")
 
 
 def lookup(document: Any, path: tuple[str, ...]) -> Any:
