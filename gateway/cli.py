@@ -20,11 +20,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.accesslog import AccessLogger
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.explain import check_report, explain_request
+from gateway.server import SHUTDOWN_GRACE, Stopper, start_site
 
-SHUTDOWN_GRACE = 10.0
 log = logging.getLogger("gateway")
 
 
@@ -129,7 +128,6 @@ def _demo(args: argparse.Namespace) -> int:
     return run_until_signal(run_demo)
 
 
-Stopper = Callable[[], Coroutine[Any, Any, None]]
 Starter = Callable[[], Coroutine[Any, Any, Stopper]]
 
 
@@ -164,23 +162,3 @@ async def _until_signal(start: Starter) -> int:
 async def _serve_app(app: web.Application, config: GatewayConfig) -> Stopper:
     runner = await start_site(app, config.server.listen.host, config.server.listen.port, "gateway")
     return runner.cleanup
-
-
-async def start_site(app: web.Application, host: str, port: int, name: str) -> web.AppRunner:
-    """Bind and start one app; logs `listening on http://HOST:PORT` once it accepts."""
-    runner = web.AppRunner(
-        app, access_log_class=AccessLogger, access_log=logging.getLogger(f"{name}.access"),
-        shutdown_timeout=SHUTDOWN_GRACE,
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    addresses = runner.addresses
-    bound = int(addresses[0][1]) if addresses else port
-    shown = f"[{host}]" if ":" in host else host
-    logging.getLogger(name).info("listening on http://%s:%d", shown, bound)
-    return runner

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.app import build_app
-from gateway.cli import Stopper, start_site
 from gateway.config import GatewayConfig, load_config
 from gateway.sampleapp import build_sample_app
+from gateway.server import Stopper, start_site
 from gateway.standin import OryStandin
 
 HOST = "127.0.0.1"

@@ -79,7 +79,10 @@ def build_upstream_headers(
     `strip` holds the normalised identity header names; `cookie_header` is the Cookie value
     with the session cookie removed (None = no Cookie header at all).
     """
-    dropped = HOP_BY_HOP | connection_tokens(incoming) | strip | {"x-session-token", "cookie"}
+    # Expect is answered by the gateway itself (aiohttp sends 100 Continue to the client).
+    dropped = HOP_BY_HOP | connection_tokens(incoming) | strip | {
+        "x-session-token", "cookie", "expect"
+    }
     if not peer.trusted:
         dropped |= PATH_OVERRIDES
     if drop_authorization:

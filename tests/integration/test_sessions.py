@@ -64,7 +64,8 @@ async def test_sessions_page_html_for_browser(stack: Stack) -> None:
     assert f'data-session-id="{id1}" data-current="true"' in html
     assert f'data-session-id="{id2}" data-current="false"' in html
     assert "Chrome on Linux" in html
-    assert "<script" not in html and "http://" not in html.split("</style>")[0]
+    assert "<script" not in html
+    assert "http://" not in html.split("</style>")[0]
 
 
 async def test_sessions_page_without_session_sends_browser_to_login(stack: Stack) -> None:

@@ -1,0 +1,34 @@
+"""Binding and running aiohttp apps: shared by `gateway serve` and `gateway demo`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from gateway.accesslog import AccessLogger
+
+SHUTDOWN_GRACE = 10.0
+Stopper = Callable[[], Coroutine[Any, Any, None]]
+
+
+async def start_site(app: web.Application, host: str, port: int, name: str) -> web.AppRunner:
+    """Bind and start one app; logs `listening on http://HOST:PORT` once it accepts."""
+    runner = web.AppRunner(
+        app, access_log_class=AccessLogger, access_log=logging.getLogger(f"{name}.access"),
+        shutdown_timeout=SHUTDOWN_GRACE,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    addresses = runner.addresses
+    bound = int(addresses[0][1]) if addresses else port
+    shown = f"[{host}]" if ":" in host else host
+    logging.getLogger(name).info("listening on http://%s:%d", shown, bound)
+    return runner
