@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -117,9 +118,48 @@ def _healthcheck(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     config = read_config(args.config)
+    if config.server.workers > 1:
+        return _serve_workers(config)
+    return _serve_one(config)
+
+
+def _serve_one(config: GatewayConfig, *, reuse_port: bool = False) -> int:
     from gateway.app import build_app
 
-    return run_until_signal(lambda: _serve_app(build_app(config), config))
+    return run_until_signal(lambda: _serve_app(build_app(config), config, reuse_port))
+
+
+def _serve_workers(config: GatewayConfig) -> int:
+    """N processes on one port (SO_REUSEPORT), each with its own cache; the parent only
+    forwards SIGTERM/SIGINT and waits, so all stop gracefully together."""
+    context = multiprocessing.get_context("fork")
+    workers = [
+        context.Process(target=_worker, args=(config,), name=f"gateway-worker-{n}")
+        for n in range(config.server.workers)
+    ]
+    for worker in workers:
+        worker.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for worker in workers:
+        worker.join()
+    return 0 if all(worker.exitcode == 0 for worker in workers) else 1
+
+
+def _worker(config: GatewayConfig) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        code = _serve_one(config, reuse_port=True)
+    except StartupError as exc:
+        print(str(exc), file=sys.stderr)
+        code = 1
+    sys.exit(code)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -159,6 +199,7 @@ async def _until_signal(start: Starter) -> int:
     return 0
 
 
-async def _serve_app(app: web.Application, config: GatewayConfig) -> Stopper:
-    runner = await start_site(app, config.server.listen.host, config.server.listen.port, "gateway")
+async def _serve_app(app: web.Application, config: GatewayConfig, reuse_port: bool) -> Stopper:
+    listen = config.server.listen
+    runner = await start_site(app, listen.host, listen.port, "gateway", reuse_port=reuse_port)
     return runner.cleanup

@@ -172,6 +172,7 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = _parsed(
         (), _list_of(parse_origin), "extra origins for WebSocket upgrades and /_auth changes"
     )
+    workers: int = _parsed(1, _positive_int, "processes sharing the port (SO_REUSEPORT)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +299,9 @@ def load_config(text: str, env: Mapping[str, str] | None = None) -> GatewayConfi
         except ValueError as exc:
             problems.add("default_access", str(exc))
     _check_routes_against_prefix(routes, sections["server"], problems)
+    server = sections["server"]
+    if server.workers > 1 and server.listen.port == 0:
+        problems.add("server.workers", "several workers need a fixed port in server.listen")
     if problems.lines:
         raise ConfigError(problems.lines)
     return GatewayConfig(

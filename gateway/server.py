@@ -14,14 +14,16 @@ SHUTDOWN_GRACE = 10.0
 Stopper = Callable[[], Coroutine[Any, Any, None]]
 
 
-async def start_site(app: web.Application, host: str, port: int, name: str) -> web.AppRunner:
+async def start_site(
+    app: web.Application, host: str, port: int, name: str, *, reuse_port: bool = False
+) -> web.AppRunner:
     """Bind and start one app; logs `listening on http://HOST:PORT` once it accepts."""
     runner = web.AppRunner(
         app, access_log_class=AccessLogger, access_log=logging.getLogger(f"{name}.access"),
         shutdown_timeout=SHUTDOWN_GRACE,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
     try:
         await site.start()
     except OSError:

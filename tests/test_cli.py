@@ -146,3 +146,72 @@ def test_port_in_use_is_exit_1_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "cannot start" in result.stderr
+
+
+def test_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\nworkers = 2\n')
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+        stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        assert process.stderr is not None
+        listening = 0
+        deadline = time.monotonic() + 20
+        while listening < 2 and time.monotonic() < deadline:
+            listening += "listening on" in process.stderr.readline()
+        assert listening == 2
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_auth/health", timeout=5) as r:
+            assert r.status == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        if process.stderr:
+            process.stderr.close()
+
+
+def test_demo_starts_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    import socket
+
+    for port in (4180, 4433, 3000):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"port {port} is in use; the demo needs it")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        assert process.stdout is not None
+        seen = ""
+        deadline = time.monotonic() + 20
+        while "Ctrl-C" not in seen and time.monotonic() < deadline:
+            seen += process.stdout.readline()
+        assert "http://127.0.0.1:4180/" in seen
+        assert "alice@example.com" in seen
+        with urllib.request.urlopen("http://127.0.0.1:4180/public/", timeout=5) as r:
+            assert r.status == 200
+        request = urllib.request.Request("http://127.0.0.1:4180/",
+                                         headers={"Accept": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=5)
+        assert caught.value.code == 401
+        caught.value.close()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        for stream in (process.stdout, process.stderr):
+            if stream:
+                stream.close()
