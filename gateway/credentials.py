@@ -49,23 +49,28 @@ def split_cookie_header(header: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def cookie_header_without(headers: CIMultiDictProxy[str], cookie_name: str) -> str | None:
+def request_cookies(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
+    """Every cookie of every Cookie header, parsed once per request."""
+    return [pair for raw in headers.getall("Cookie", ()) for pair in split_cookie_header(raw)]
+
+
+def cookie_header_without(
+    headers: CIMultiDictProxy[str], cookie_name: str,
+    cookies: list[tuple[str, str]] | None = None,
+) -> str | None:
     """The Cookie header to forward: every cookie except the session cookie (§3.8)."""
-    kept = [
-        f"{name}={value}"
-        for raw in headers.getall("Cookie", [])
-        for name, value in split_cookie_header(raw)
-        if name != cookie_name
-    ]
+    pairs = request_cookies(headers) if cookies is None else cookies
+    kept = [f"{name}={value}" for name, value in pairs if name != cookie_name]
     return "; ".join(kept) or None
 
 
 def extract_credential(
-    headers: CIMultiDictProxy[str], sources: Sequence[str], cookie_name: str
+    headers: CIMultiDictProxy[str], sources: Sequence[str], cookie_name: str,
+    cookies: list[tuple[str, str]] | None = None,
 ) -> Credential | None:
     """The first configured source the request carries, or None (then Ory is not asked)."""
     for source in sources:
-        value = _read(headers, source, cookie_name)
+        value = _read(headers, source, cookie_name, cookies)
         if value:
             kind: Source = "cookie" if source == "cookie" else (
                 "bearer" if source == "bearer" else "session_token"
@@ -74,13 +79,14 @@ def extract_credential(
     return None
 
 
-def _read(headers: CIMultiDictProxy[str], source: str, cookie_name: str) -> str | None:
+def _read(
+    headers: CIMultiDictProxy[str], source: str, cookie_name: str,
+    cookies: list[tuple[str, str]] | None,
+) -> str | None:
     if source == "cookie":
-        for raw in headers.getall("Cookie", []):
-            for name, value in split_cookie_header(raw):
-                if name == cookie_name and value:
-                    return value.strip('"')
-        return None
+        pairs = request_cookies(headers) if cookies is None else cookies
+        return next((value.strip('"') for name, value in pairs if name == cookie_name and value),
+                    None)
     if source == "session_token":
         return headers.get("X-Session-Token", "").strip() or None
     scheme, _, token = headers.get("Authorization", "").strip().partition(" ")

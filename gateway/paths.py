@@ -30,6 +30,8 @@ _AMBIGUOUS_ESCAPES = {
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _QUERY_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\uffff#]")
 _SLASHES = re.compile(r"/{2,}")
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=:@/%]*")  # exactly _PATH_CHARS
+_DOT_SEGMENT = re.compile(r"/\.\.?(?=/|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +59,15 @@ def canonical_target(raw_target: str) -> RequestTarget:
 
 def canonical_path(raw_path: str) -> str:
     """One unambiguous spelling of a raw path, or BadRequestError saying why not."""
-    for char in raw_path:
-        if char not in _PATH_CHARS:
-            raise BadRequestError(_describe_char(char))
-    path = _ESCAPE.sub(_decode_unreserved, _check_escapes(raw_path))
-    path = _SLASHES.sub("/", path)
-    segments = path.split("/")
-    if any(segment in (".", "..") for segment in segments):
+    if not _PLAIN_PATH.fullmatch(raw_path):
+        bad = next(char for char in raw_path if char not in _PATH_CHARS)
+        raise BadRequestError(_describe_char(bad))
+    path = raw_path
+    if "%" in path:
+        path = _ESCAPE.sub(_decode_unreserved, _check_escapes(path))
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
+    if "." in path and _DOT_SEGMENT.search(path):
         raise BadRequestError("the path contains a . or .. segment")
     return path
 

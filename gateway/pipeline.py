@@ -12,7 +12,12 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.context import SERVICES, Services, allowed_origins, is_trusted_peer, situation_for
-from gateway.credentials import Credential, cookie_header_without, extract_credential
+from gateway.credentials import (
+    Credential,
+    cookie_header_without,
+    extract_credential,
+    request_cookies,
+)
 from gateway.endpoints import handle_endpoint
 from gateway.errors import AccessDeniedError, BadRequestError, GatewayError
 from gateway.headers import ForwardingPeer, build_upstream_headers
@@ -35,18 +40,22 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     prefix = services.config.server.auth_prefix
     if target.path == prefix or target.path.startswith(prefix + "/"):
         return await handle_endpoint(request, services, target)
-    credential = extract_credential(
-        request.headers, services.config.ory.credentials, services.config.ory.session_cookie
-    )
+    ory = services.config.ory
+    cookies = request_cookies(request.headers)
+    credential = extract_credential(request.headers, ory.credentials, ory.session_cookie, cookies)
     try:
-        return await _proxy(request, services, target, credential)
+        return await _proxy(request, services, target, credential, cookies)
     except GatewayError as error:
         situation = situation_for(request, services, target, credential)
         return services.responder.render(request, error, situation)
 
 
 async def _proxy(
-    request: web.Request, services: Services, target: RequestTarget, credential: Credential | None
+    request: web.Request,
+    services: Services,
+    target: RequestTarget,
+    credential: Credential | None,
+    cookies: list[tuple[str, str]],
 ) -> web.StreamResponse:
     route = services.routes.match(request.method, target.path)
     session = await services.auth.authorize(route, credential)
@@ -55,7 +64,7 @@ async def _proxy(
         request.headers.get("Origin"), allowed_origins(request, services.config)
     ):
         raise AccessDeniedError("cross-site WebSocket upgrade refused")
-    headers = upstream_headers(request, services, session, credential)
+    headers = upstream_headers(request, services, session, credential, cookies)
     url = upstream_url(services.config.upstream.url, target.path_qs)
     http = services.upstream_http
     assert http is not None  # noqa: S101 - set by the app's cleanup_ctx before serving
@@ -66,7 +75,11 @@ async def _proxy(
 
 
 def upstream_headers(
-    request: web.Request, services: Services, session: Session | None, credential: Credential | None
+    request: web.Request,
+    services: Services,
+    session: Session | None,
+    credential: Credential | None,
+    cookies: list[tuple[str, str]],
 ) -> CIMultiDict[str]:
     """Strip, then inject: the upstream sees only what the gateway vouches for (§3.8)."""
     config = services.config
@@ -81,7 +94,7 @@ def upstream_headers(
         strip=services.strip,
         identity=session.headers if session is not None else (),
         peer=peer,
-        cookie_header=cookie_header_without(request.headers, config.ory.session_cookie),
+        cookie_header=cookie_header_without(request.headers, config.ory.session_cookie, cookies),
         drop_authorization=credential is not None and credential.source == "bearer",
         preserve_host=config.upstream.preserve_host,
     )
