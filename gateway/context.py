@@ -15,6 +15,7 @@ from gateway.credentials import Credential
 from gateway.csrf import CsrfSigner
 from gateway.headers import normalise_name
 from gateway.paths import RequestTarget
+from gateway.redirects import LOOP_COOKIE
 from gateway.respond import Responder, Situation, is_browser_navigation
 from gateway.routes import RouteTable
 
@@ -47,12 +48,20 @@ def situation_for(
     """What the error renderer needs: may it redirect, and to come back where?"""
     html_allowed = credential is None or not credential.from_header
     navigation = html_allowed and is_browser_navigation(request)
+    browser_cookie = request.cookies.get(LOOP_COOKIE) or None
     browser = "|".join(
         (request.remote or "", request.headers.get("User-Agent", ""),
          credential.key if credential else "")
     )
     return_to = request_origin(request, services.config) + target.path_qs
-    return Situation(navigation, html_allowed, return_to, browser)
+    return Situation(
+        navigation=navigation,
+        html_allowed=html_allowed,
+        return_to=return_to,
+        browser_key=browser,
+        browser_cookie=browser_cookie,
+        user_initiated=request.headers.get("Sec-Fetch-Site", "").lower() == "none",
+    )
 
 
 def is_trusted_peer(request: web.BaseRequest, config: GatewayConfig) -> bool:

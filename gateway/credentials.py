@@ -56,11 +56,12 @@ def request_cookies(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
 
 def cookie_header_without(
     headers: CIMultiDictProxy[str], cookie_name: str,
-    cookies: list[tuple[str, str]] | None = None,
+    cookies: list[tuple[str, str]] | None = None, *, also: frozenset[str] = frozenset(),
 ) -> str | None:
-    """The Cookie header to forward: every cookie except the session cookie (§3.8)."""
+    """The Cookie header to forward: every cookie except the session cookie (§3.8) and the
+    gateway's own (`also`)."""
     pairs = request_cookies(headers) if cookies is None else cookies
-    kept = [f"{name}={value}" for name, value in pairs if name != cookie_name]
+    kept = [f"{name}={value}" for name, value in pairs if name != cookie_name and name not in also]
     return "; ".join(kept) or None
 
 

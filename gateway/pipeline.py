@@ -23,7 +23,8 @@ from gateway.errors import AccessDeniedError, BadRequestError, GatewayError
 from gateway.headers import ForwardingPeer, build_upstream_headers
 from gateway.paths import RequestTarget, canonical_target
 from gateway.proxy import forward, upstream_url
-from gateway.respond import json_error
+from gateway.redirects import GATEWAY_COOKIES
+from gateway.respond import is_browser_navigation, json_error
 from gateway.session import Session
 from gateway.websocket import bridge, is_allowed_origin, is_websocket_upgrade
 
@@ -36,6 +37,8 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     try:
         target = canonical_target(request.raw_path)
     except BadRequestError as error:
+        if is_browser_navigation(request):
+            return services.responder.page(request, error, login=None)
         return json_error(error)
     prefix = services.config.server.auth_prefix
     if target.path == prefix or target.path.startswith(prefix + "/"):
@@ -94,7 +97,9 @@ def upstream_headers(
         strip=services.strip,
         identity=session.headers if session is not None else (),
         peer=peer,
-        cookie_header=cookie_header_without(request.headers, config.ory.session_cookie, cookies),
+        cookie_header=cookie_header_without(
+            request.headers, config.ory.session_cookie, cookies, also=GATEWAY_COOKIES
+        ),
         drop_authorization=credential is not None and credential.source == "bearer",
         preserve_host=config.upstream.preserve_host,
     )

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Callable
 from urllib.parse import unquote, urlencode, urlsplit
 
@@ -15,6 +16,9 @@ from gateway.units import origin_of
 
 LOOP_LIMIT = 3  # redirects of one browser to the login for one URL ...
 LOOP_WINDOW = 30.0  # ... within this many seconds, before the loop page is shown instead
+LOOP_COOKIE = "gateway_login_loop"  # names one browser for the loop guard; never forwarded
+GATEWAY_COOKIES = frozenset({LOOP_COOKIE})
+FALLBACK_EXTRA = 2  # cookie-less clients get this many more redirects before the loop page
 
 
 def safe_return_to(value: str | None, origins: tuple[str, ...]) -> str | None:
@@ -62,8 +66,11 @@ class LoopGuard:
     """Counts login redirects per browser and URL; says when it looks like a loop (§3.7).
 
     A loop means Ory believes the browser is signed in while the gateway sees no session
-    (wrong cookie name or domain). The browser is recognised by address, user agent and the
-    credential it presents (or none), so different people behind one NAT rarely collide.
+    (wrong cookie name or domain). A browser is recognised by a small cookie of the gateway's
+    own (host-only, so it works even when Ory's cookie does not reach us). A client that keeps
+    no cookies is recognised by address, user agent and credential, with a higher limit,
+    since people behind one NAT share the first two. Navigations the user started
+    (`Sec-Fetch-Site: none`) are never counted.
     """
 
     def __init__(self, clock: Callable[[], float], *, limit: int = LOOP_LIMIT,
@@ -71,9 +78,26 @@ class LoopGuard:
         self._limit = limit
         self._counts: TTLCache[str, int] = TTLCache(max_entries, window, timer=clock)
 
-    def is_looping(self, browser: str, url: str) -> bool:
-        """Record one more redirect; True when this one would exceed the limit."""
+    def check(self, browser_cookie: str | None, fallback: str, url: str) -> tuple[bool, str | None]:
+        """Record one more redirect: (is it a loop?, a new cookie value to set or None)."""
+        if browser_cookie is not None:
+            return self._count(f"cookie:{browser_cookie}", url) > self._limit, None
+        new_cookie = new_browser_id()
+        self._count(f"cookie:{new_cookie}", url)
+        return self._count(f"peer:{fallback}", url) > self._limit + FALLBACK_EXTRA, new_cookie
+
+    def _count(self, browser: str, url: str) -> int:
         key = hashlib.sha256(f"{browser}\x00{url}".encode()).hexdigest()
         count = self._counts.get(key, 0) + 1
         self._counts[key] = count
-        return count > self._limit
+        return count
+
+
+def new_browser_id() -> str:
+    """A random value for the loop cookie."""
+    return secrets.token_urlsafe(12)
+
+
+def loop_cookie_header(value: str) -> str:
+    """Set-Cookie for the loop guard: lives as long as the window, invisible to scripts."""
+    return f"{LOOP_COOKIE}={value}; Path=/; Max-Age={int(LOOP_WINDOW) * 2}; HttpOnly; SameSite=Lax"

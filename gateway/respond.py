@@ -24,7 +24,7 @@ from gateway.errors import (
     SessionRequiredError,
     StepUpRequiredError,
 )
-from gateway.redirects import LoopGuard, login_url
+from gateway.redirects import LoopGuard, login_url, loop_cookie_header
 
 NO_STORE = "no-store"
 _LOGIN_ERRORS = (SessionRequiredError, StepUpRequiredError, RefreshRequiredError)
@@ -67,7 +67,9 @@ class Situation:
     navigation: bool  # a browser navigation that may be redirected
     html_allowed: bool  # False when the credential came from a header: JSON only (§3.4)
     return_to: str  # absolute URL of what was asked for (for the login)
-    browser_key: str  # who the browser is, for the loop guard
+    browser_key: str  # who the browser is when it keeps no cookies, for the loop guard
+    browser_cookie: str | None  # the loop cookie's value, when the browser sent one
+    user_initiated: bool  # Sec-Fetch-Site: none (typed URL, bookmark): never part of a loop
 
 
 class Responder:
@@ -94,8 +96,16 @@ class Responder:
         if isinstance(error, _LOGIN_ERRORS):
             login = self.login_for(error, situation.return_to)
         if situation.navigation and login is not None:
-            if not self._guard.is_looping(situation.browser_key, situation.return_to):
-                return redirect(login)
+            looping, new_cookie = False, None
+            if not situation.user_initiated:
+                looping, new_cookie = self._guard.check(
+                    situation.browser_cookie, situation.browser_key, situation.return_to
+                )
+            if not looping:
+                response = redirect(login)
+                if new_cookie is not None:
+                    response.headers["Set-Cookie"] = loop_cookie_header(new_cookie)
+                return response
             error = RedirectLoopError()
         if situation.navigation or (situation.html_allowed and _wants_html(request)):
             return self.page(request, error, login=login)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 
 from tests.conftest import Stack, StackFactory
+from tests.rawhttp import get, raw_request
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", "Sec-Fetch-Mode": "navigate"}
 API = {"Accept": "application/json"}
@@ -263,3 +265,37 @@ access = "public"
 async def test_double_star_matches_the_bare_prefix(stack: Stack) -> None:
     assert (await stack.client.get("/public", headers=API)).status == 200
     assert (await stack.client.get("/publicity", headers=API)).status == 401
+
+
+async def test_loop_guard_without_cookies_uses_peer_with_higher_limit(stack: Stack) -> None:
+    statuses = []
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        for _ in range(6):
+            async with session.get(stack.client.make_url("/loop"), headers=BROWSER,
+                                   allow_redirects=False) as response:
+                statuses.append(response.status)
+    assert statuses == [303, 303, 303, 303, 303, 401]
+
+
+async def test_loop_guard_ignores_navigations_the_user_started(stack: Stack) -> None:
+    typed = {**BROWSER, "Sec-Fetch-Site": "none"}
+    for _ in range(8):
+        response = await stack.client.get("/loop", headers=typed, allow_redirects=False)
+        assert response.status == 303
+
+
+async def test_loop_cookie_is_set_and_never_forwarded(stack: Stack) -> None:
+    response = await stack.client.get("/x", headers=BROWSER, allow_redirects=False)
+    assert response.headers["Set-Cookie"].startswith("gateway_login_loop=")
+    assert "HttpOnly" in response.headers["Set-Cookie"]
+    await stack.client.get("/public/x", headers={"Cookie": "gateway_login_loop=abc; keep=1"})
+    assert stack.upstream.header("Cookie") == ["keep=1"]
+
+
+async def test_bad_path_from_browser_gets_html_page(stack: Stack) -> None:
+    response = await raw_request(
+        stack.client.port or 0,
+        get("/docs%2Fsecret", "Accept: text/html", "Sec-Fetch-Mode: navigate"),
+    )
+    assert response.status == 400
+    assert (response.header("Content-Type") or "").startswith("text/html")
