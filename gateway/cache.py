@@ -45,6 +45,10 @@ class SessionCache:
         self._by_identity: dict[str, set[str]] = {}
         self._inflight: dict[str, asyncio.Task[WhoamiResult]] = {}
         self._needs_fresh: OrderedDict[str, None] = OrderedDict()
+        # Eviction generations: a fetch that started before an eviction touching its key,
+        # session or identity answers its waiters but is never stored (no resurrection).
+        self._generation = 0
+        self._evicted_at: OrderedDict[str, int] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -73,17 +77,32 @@ class SessionCache:
         return forget
 
     async def _fetch(self, key: str, fetch: Fetch) -> WhoamiResult:
+        started = self._generation
         fresh = key in self._needs_fresh
         result = await fetch(fresh)
-        evicted_meanwhile = not fresh and key in self._needs_fresh
-        if evicted_meanwhile:
-            return result  # asked before the revocation: answer the waiters, keep nothing
-        self._needs_fresh.pop(key, None)
+        if self._evicted_since(started, key, result):
+            return result  # asked before a revocation: answer the waiters, keep nothing
+        if fresh:
+            self._needs_fresh.pop(key, None)
         if isinstance(result, Session):
             self._store(key, result)
         else:
             self._drop(key)
         return result
+
+    def _evicted_since(self, generation: int, key: str, result: WhoamiResult) -> bool:
+        names = [f"k:{key}"]
+        if isinstance(result, Session):
+            names += [f"s:{result.session_id}", f"i:{result.identity_id}"]
+        return any(self._evicted_at.get(name, -1) > generation for name in names)
+
+    def _mark_evicted(self, *names: str) -> None:
+        self._generation += 1
+        for name in names:
+            self._evicted_at[name] = self._generation
+            self._evicted_at.move_to_end(name)
+        while len(self._evicted_at) > self._max:
+            self._evicted_at.popitem(last=False)
 
     def _stale_or_raise(self, key: str) -> Session:
         entry = self._entries.get(key)
@@ -140,14 +159,21 @@ class SessionCache:
 
     def evict_key(self, key: str) -> int:
         """Forget one credential's entry (logout, refresh)."""
+        self._mark_evicted(f"k:{key}")
         return self._evict({key})
 
     def evict_session(self, session_id: str) -> int:
         """Forget every credential that maps to this session (revocation)."""
+        self._mark_evicted(f"s:{session_id}")
         return self._evict(set(self._by_session.get(session_id, ())))
 
     def evict_identity(self, identity_id: str, *, keep_session: str | None = None) -> int:
-        """Forget an identity's sessions, optionally except one (revoke others)."""
+        """Forget an identity's sessions, optionally except one (revoke others).
+
+        A first look-up of that identity still in flight is not stored either (it may be one
+        of the revoked sessions); the kept session merely asks Ory once more.
+        """
+        self._mark_evicted(f"i:{identity_id}")
         keys = {
             key
             for key in self._by_identity.get(identity_id, ())

@@ -39,35 +39,42 @@ def credential_key(source: str, value: str) -> str:
     return hashlib.sha256(f"{source}\x00{value}".encode()).hexdigest()
 
 
-def split_cookie_header(header: str) -> list[tuple[str, str]]:
-    """`a=1; b=2` -> pairs, keeping every cookie in order (no SimpleCookie quirks)."""
-    pairs: list[tuple[str, str]] = []
+Cookies = list[tuple[str, str | None]]  # value None: a bare `flag` without "="
+
+
+def split_cookie_header(header: str) -> Cookies:
+    """`a=1; b=2; flag` -> pairs, keeping every cookie in order (no SimpleCookie quirks)."""
+    pairs: Cookies = []
     for part in header.split(";"):
         name, sep, value = part.strip().partition("=")
         if name:
-            pairs.append((name.strip(), value.strip() if sep else ""))
+            pairs.append((name.strip(), value.strip() if sep else None))
     return pairs
 
 
-def request_cookies(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
+def request_cookies(headers: CIMultiDictProxy[str]) -> Cookies:
     """Every cookie of every Cookie header, parsed once per request."""
     return [pair for raw in headers.getall("Cookie", ()) for pair in split_cookie_header(raw)]
 
 
 def cookie_header_without(
     headers: CIMultiDictProxy[str], cookie_name: str,
-    cookies: list[tuple[str, str]] | None = None, *, also: frozenset[str] = frozenset(),
+    cookies: Cookies | None = None, *, also: frozenset[str] = frozenset(),
 ) -> str | None:
     """The Cookie header to forward: every cookie except the session cookie (§3.8) and the
     gateway's own (`also`)."""
     pairs = request_cookies(headers) if cookies is None else cookies
-    kept = [f"{name}={value}" for name, value in pairs if name != cookie_name and name not in also]
+    kept = [
+        name if value is None else f"{name}={value}"
+        for name, value in pairs
+        if name != cookie_name and name not in also
+    ]
     return "; ".join(kept) or None
 
 
 def extract_credential(
     headers: CIMultiDictProxy[str], sources: Sequence[str], cookie_name: str,
-    cookies: list[tuple[str, str]] | None = None,
+    cookies: Cookies | None = None,
 ) -> Credential | None:
     """The first configured source the request carries, or None (then Ory is not asked)."""
     for source in sources:
@@ -82,7 +89,7 @@ def extract_credential(
 
 def _read(
     headers: CIMultiDictProxy[str], source: str, cookie_name: str,
-    cookies: list[tuple[str, str]] | None,
+    cookies: Cookies | None,
 ) -> str | None:
     if source == "cookie":
         pairs = request_cookies(headers) if cookies is None else cookies

@@ -50,8 +50,11 @@ def check_report(config: GatewayConfig) -> str:
 
 def explain_request(config: GatewayConfig, method: str, url: str) -> str:
     """Which route a request matches and what the gateway would do with it."""
-    parts = urlsplit(url)
-    raw = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if url.startswith("/"):
+        raw = url.partition("#")[0]  # a request target as sent: "//admin" is a path, not a host
+    else:
+        parts = urlsplit(url)
+        raw = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     method = method.upper()
     try:
         target = canonical_target(raw)

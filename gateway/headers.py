@@ -122,6 +122,6 @@ def response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     dropped = HOP_BY_HOP | connection_tokens(upstream)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in upstream.items():
-        if name.lower() not in dropped:
+        if normalise_name(name) not in dropped:
             out.add(name, value)
     return out

@@ -28,7 +28,7 @@ _AMBIGUOUS_ESCAPES = {
     "25": "a double-encoded character (%25)",
 }
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_QUERY_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\uffff#]")
+_QUERY_FORBIDDEN = re.compile(r"[^\x21-\x7e]|#")  # only visible ASCII, never a fragment
 _SLASHES = re.compile(r"/{2,}")
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=:@/%]*")  # exactly _PATH_CHARS
 _DOT_SEGMENT = re.compile(r"/\.\.?(?=/|$)")

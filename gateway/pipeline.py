@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 
 from gateway.context import SERVICES, Services, allowed_origins, is_trusted_peer, situation_for
 from gateway.credentials import (
+    Cookies,
     Credential,
     cookie_header_without,
     extract_credential,
@@ -58,7 +59,7 @@ async def _proxy(
     services: Services,
     target: RequestTarget,
     credential: Credential | None,
-    cookies: list[tuple[str, str]],
+    cookies: Cookies,
 ) -> web.StreamResponse:
     route = services.routes.match(request.method, target.path)
     session = await services.auth.authorize(route, credential)
@@ -82,7 +83,7 @@ def upstream_headers(
     services: Services,
     session: Session | None,
     credential: Credential | None,
-    cookies: list[tuple[str, str]],
+    cookies: Cookies,
 ) -> CIMultiDict[str]:
     """Strip, then inject: the upstream sees only what the gateway vouches for (§3.8)."""
     config = services.config

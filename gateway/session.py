@@ -81,15 +81,20 @@ def header_text(value: Any) -> str | None:
     """A session field as a header value; None means "send no header at all"."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, str | int | float):
-        text = str(value)
+    if isinstance(value, bool | str | int | float):
+        text = _scalar(value)
     elif isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
-        text = ",".join(str(v) for v in value)
+        text = ",".join(_scalar(v) for v in value)
     else:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
     return encode_value(text) if text != "" else None
+
+
+def _scalar(value: str | int | float) -> str:
+    """JSON's spelling of booleans; str() for the rest."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def parse_session(

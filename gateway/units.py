@@ -21,7 +21,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as \"10s\", got a boolean")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError("that number of seconds is too large") from None
     elif isinstance(value, str):
         text = value.strip()
         parts = _DURATION_PART.findall(text)

@@ -359,11 +359,6 @@ async def test_eviction_during_first_fetch_does_not_store_the_result(clock: Fake
     assert cache.peek("k") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: evict_session/evict_identity only find stored entries, so a session "
-    "revoked while its first whoami is in flight is still cached for the full ttl",
-)
 async def test_revocation_during_first_fetch_does_not_store_the_result(
     clock: FakeClock,
 ) -> None:
@@ -382,11 +377,6 @@ async def test_revocation_during_first_fetch_does_not_store_the_result(
     assert cache.peek("k") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when a fresh=True re-fetch started after an eviction finishes before the "
-    "older in-flight fetch, the older (pre-revocation) result is stored afterwards",
-)
 async def test_slow_fetch_from_before_eviction_never_overwrites_fresh_answer(
     clock: FakeClock,
 ) -> None:

@@ -178,11 +178,6 @@ def test_explain_auth_prefix_is_answered_by_gateway(config: GatewayConfig, url: 
     assert "route:" not in report
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: explain_request reads a bare request target starting with '//' as a "
-    "scheme-relative URL (host 'admin'), so it explains '/x' while the gateway routes '/admin/x'",
-)
 def test_explain_bare_double_slash_target_is_explained_as_the_gateway_routes_it(
     config: GatewayConfig,
 ) -> None:

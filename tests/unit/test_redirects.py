@@ -157,10 +157,10 @@ def test_login_url_encodes_return_to_fully() -> None:
     assert url == "http://ory/ui/login?aal=aal2&return_to=http%3A%2F%2Fapp%2Fx%3Fa%3D1%26b%3D2"
 
 
-def test_loop_guard_trips_after_limit_for_same_browser_and_url() -> None:
+def test_loop_guard_flags_the_redirect_after_the_limit() -> None:
     guard = LoopGuard(FakeClock())
 
-    answers = [guard.is_looping("browser-1", "https://app/x") for _ in range(LOOP_LIMIT + 2)]
+    answers = [guard.check("browser-1", "peer", "https://app/x")[0] for _ in range(LOOP_LIMIT + 2)]
 
     assert answers == [False] * LOOP_LIMIT + [True, True]
 
@@ -173,22 +173,41 @@ def test_loop_guard_trips_after_limit_for_same_browser_and_url() -> None:
 def test_loop_guard_counts_per_browser_and_url(browser: str, url: str) -> None:
     guard = LoopGuard(FakeClock())
     for _ in range(LOOP_LIMIT):
-        guard.is_looping("browser-1", "https://app/x")
+        guard.check("browser-1", "peer", "https://app/x")
 
-    assert guard.is_looping(browser, url) is False
-    assert guard.is_looping("browser-1", "https://app/x") is True
+    assert guard.check(browser, "peer", url)[0] is False
+    assert guard.check("browser-1", "peer", "https://app/x")[0] is True
+
+
+def test_loop_guard_without_cookie_hands_out_one_and_uses_a_higher_peer_limit() -> None:
+    guard = LoopGuard(FakeClock())
+    results = [guard.check(None, "peer", "https://app/x") for _ in range(LOOP_LIMIT + 3)]
+
+    assert all(cookie for _, cookie in results)
+    assert len({cookie for _, cookie in results}) == len(results)
+    assert [looping for looping, _ in results] == [False] * (LOOP_LIMIT + 2) + [True]
+
+
+def test_loop_guard_counts_the_first_redirect_under_the_new_cookie() -> None:
+    guard = LoopGuard(FakeClock())
+    _, cookie = guard.check(None, "peer", "https://app/x")
+    assert cookie is not None
+
+    answers = [guard.check(cookie, "peer", "https://app/x")[0] for _ in range(LOOP_LIMIT)]
+
+    assert answers == [False] * (LOOP_LIMIT - 1) + [True]
 
 
 def test_loop_guard_forgets_after_window() -> None:
     clock = FakeClock()
     guard = LoopGuard(clock, limit=2, window=30.0)
-    assert [guard.is_looping("b", "u") for _ in range(2)] == [False, False]
+    assert [guard.check("b", "p", "u")[0] for _ in range(2)] == [False, False]
 
     clock.advance(30.0)
 
-    assert guard.is_looping("b", "u") is False
-    assert guard.is_looping("b", "u") is False
-    assert guard.is_looping("b", "u") is True
+    assert guard.check("b", "p", "u")[0] is False
+    assert guard.check("b", "p", "u")[0] is False
+    assert guard.check("b", "p", "u")[0] is True
 
 
 def test_loop_guard_defaults() -> None:
