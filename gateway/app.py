@@ -18,6 +18,7 @@ from gateway.cache import SessionCache
 from gateway.config import GatewayConfig
 from gateway.context import SERVICES, Services
 from gateway.csrf import CsrfSigner
+from gateway.logs import install_log_redaction
 from gateway.ory import HttpOryClient, OryClient
 from gateway.pipeline import handle_request
 from gateway.redirects import LoopGuard
@@ -32,6 +33,7 @@ def build_app(
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The gateway as an aiohttp app; pass `ory` to swap the Ory client (tests)."""
+    install_log_redaction()
     app = web.Application(handler_args={"max_field_size": 16 * 1024})
     cache = SessionCache(
         ttl=config.cache.ttl,
