@@ -1,0 +1,1 @@
+"""Issue 4: the attack corpus, properties, faults, load and log hygiene (see SECURITY.md)."""
