@@ -21,9 +21,11 @@ from gateway.csrf import CsrfSigner
 from gateway.logs import install_log_redaction
 from gateway.ory import HttpOryClient, OryClient
 from gateway.pipeline import handle_request
+from gateway.proxy import keep_untyped
 from gateway.redirects import LoopGuard
 from gateway.respond import Responder
 from gateway.routes import RouteTable
+from gateway.siblings import Siblings
 
 
 def build_app(
@@ -31,8 +33,10 @@ def build_app(
     *,
     ory: OryClient | None = None,
     clock: Callable[[], float] = time.time,
+    siblings: Siblings | None = None,
 ) -> web.Application:
-    """The gateway as an aiohttp app; pass `ory` to swap the Ory client (tests)."""
+    """The gateway as an aiohttp app; pass `ory` to swap the Ory client (tests) and
+    `siblings` when other workers' caches must hear of every eviction."""
     install_log_redaction()
     app = web.Application(handler_args={"max_field_size": 16 * 1024})
     cache = SessionCache(
@@ -55,6 +59,10 @@ def build_app(
         app, loader=jinja2.FileSystemLoader(str(templates_dir())), autoescape=True
     )
     app.cleanup_ctx.append(_http_clients(services, ory))
+    if siblings is not None:
+        cache.announce = siblings.tell
+        app.cleanup_ctx.append(_listening(siblings, cache))
+    app.on_response_prepare.append(keep_untyped)
     app.router.add_route("*", "/{tail:.*}", handle_request)
     return app
 
@@ -90,6 +98,19 @@ def _http_clients(
         finally:
             await upstream.close()
             await ory_http.close()
+
+    return lifecycle
+
+
+def _listening(
+    siblings: Siblings, cache: SessionCache
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        siblings.listen(cache.apply)
+        try:
+            yield
+        finally:
+            siblings.stop_listening()
 
     return lifecycle
 

@@ -21,6 +21,8 @@ from gateway.session import Session
 
 Clock = Callable[[], float]
 Fetch = Callable[[bool], Awaitable[WhoamiResult]]  # fetch(fresh) -> result
+# (kind, value, keep): "k" credential key, "s" session id, "i" identity id (keep a session).
+Eviction = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,8 @@ class SessionCache:
         # session or identity answers its waiters but is never stored (no resurrection).
         self._generation = 0
         self._evicted_at: OrderedDict[str, int] = OrderedDict()
+        # Set by the app when sibling workers must hear of every eviction.
+        self.announce: Callable[[Eviction], None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -159,13 +163,13 @@ class SessionCache:
 
     def evict_key(self, key: str) -> int:
         """Forget one credential's entry (logout, refresh)."""
-        self._mark_evicted(f"k:{key}")
-        return self._evict({key})
+        self._tell(("k", key, ""))
+        return self._evict_key(key)
 
     def evict_session(self, session_id: str) -> int:
         """Forget every credential that maps to this session (revocation)."""
-        self._mark_evicted(f"s:{session_id}")
-        return self._evict(set(self._by_session.get(session_id, ())))
+        self._tell(("s", session_id, ""))
+        return self._evict_session(session_id)
 
     def evict_identity(self, identity_id: str, *, keep_session: str | None = None) -> int:
         """Forget an identity's sessions, optionally except one (revoke others).
@@ -173,6 +177,32 @@ class SessionCache:
         A first look-up of that identity still in flight is not stored either (it may be one
         of the revoked sessions); the kept session merely asks Ory once more.
         """
+        self._tell(("i", identity_id, keep_session or ""))
+        return self._evict_identity(identity_id, keep_session)
+
+    def apply(self, eviction: Eviction) -> None:
+        """An eviction another worker made (`server.workers`): the same effect, not re-told."""
+        kind, value, keep = eviction
+        if kind == "k":
+            self._evict_key(value)
+        elif kind == "s":
+            self._evict_session(value)
+        elif kind == "i":
+            self._evict_identity(value, keep or None)
+
+    def _tell(self, eviction: Eviction) -> None:
+        if self.announce is not None:
+            self.announce(eviction)
+
+    def _evict_key(self, key: str) -> int:
+        self._mark_evicted(f"k:{key}")
+        return self._evict({key})
+
+    def _evict_session(self, session_id: str) -> int:
+        self._mark_evicted(f"s:{session_id}")
+        return self._evict(set(self._by_session.get(session_id, ())))
+
+    def _evict_identity(self, identity_id: str, keep_session: str | None) -> int:
         self._mark_evicted(f"i:{identity_id}")
         keys = {
             key

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
+import secrets
 import signal
 import sys
 import urllib.request
@@ -24,6 +26,7 @@ from aiohttp import web
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.explain import check_report, explain_request
 from gateway.server import SHUTDOWN_GRACE, Stopper, start_site
+from gateway.siblings import Siblings
 
 log = logging.getLogger("gateway")
 
@@ -83,11 +86,13 @@ def read_config(path_arg: str | None) -> GatewayConfig:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise StartupError(f"{path}: cannot read: {exc}") from None
+    elif path.exists():
+        raise StartupError(f"{path}: not a file")
     elif explicit:
         raise StartupError(f"{path}: no such config file")
     else:
         text = ""
-    return load_config(text, os.environ)
+    return load_config(text, os.environ, source=str(path))
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -96,7 +101,12 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    print(explain_request(read_config(args.config), args.method, args.url))
+    config = read_config(args.config)
+    try:
+        print(explain_request(config, args.method, args.url))
+    except ValueError as exc:  # urlsplit: "http://[::1" and the like
+        print(f"gateway explain: error: URL {args.url!r}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -123,18 +133,27 @@ def _serve(args: argparse.Namespace) -> int:
     return _serve_one(config)
 
 
-def _serve_one(config: GatewayConfig, *, reuse_port: bool = False) -> int:
+def _serve_one(
+    config: GatewayConfig, *, reuse_port: bool = False, siblings: Siblings | None = None
+) -> int:
     from gateway.app import build_app
 
-    return run_until_signal(lambda: _serve_app(build_app(config), config, reuse_port))
+    return run_until_signal(
+        lambda: _serve_app(build_app(config, siblings=siblings), config, reuse_port)
+    )
 
 
 def _serve_workers(config: GatewayConfig) -> int:
     """N processes on one port (SO_REUSEPORT), each with its own cache; the parent only
-    forwards SIGTERM/SIGINT and waits, so all stop gracefully together."""
+    forwards SIGTERM/SIGINT and waits, so all stop gracefully together. Evictions travel
+    between the workers (instant revocation holds), and all share one CSRF secret."""
+    if not config.server.secret:
+        server = dataclasses.replace(config.server, secret=secrets.token_hex(32))
+        config = dataclasses.replace(config, server=server)
+    siblings = Siblings(config.server.workers)
     context = multiprocessing.get_context("fork")
     workers = [
-        context.Process(target=_worker, args=(config,), name=f"gateway-worker-{n}")
+        context.Process(target=_worker, args=(config, siblings, n), name=f"gateway-worker-{n}")
         for n in range(config.server.workers)
     ]
     for worker in workers:
@@ -152,10 +171,11 @@ def _serve_workers(config: GatewayConfig) -> int:
     return 0 if all(worker.exitcode == 0 for worker in workers) else 1
 
 
-def _worker(config: GatewayConfig) -> None:
+def _worker(config: GatewayConfig, siblings: Siblings, index: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    siblings.adopt(index)
     try:
-        code = _serve_one(config, reuse_port=True)
+        code = _serve_one(config, reuse_port=True, siblings=siblings)
     except StartupError as exc:
         print(str(exc), file=sys.stderr)
         code = 1

@@ -11,7 +11,7 @@ import difflib
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 from gateway.units import (
@@ -274,13 +274,17 @@ class _Problems:
         self.add(key, f"unknown key{suggestion}")
 
 
-def load_config(text: str, env: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Parse TOML text plus `GATEWAY_*` environment overrides; raise ConfigError on problems."""
+def load_config(
+    text: str, env: Mapping[str, str] | None = None, *, source: str = "gateway.toml"
+) -> GatewayConfig:
+    """Parse TOML text plus `GATEWAY_*` environment overrides; raise ConfigError on problems.
+
+    `source` names the file in a TOML syntax error."""
     problems = _Problems()
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"gateway.toml: not valid TOML: {exc}"]) from None
+        raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
     sources = _apply_env(raw, env or {}, problems)
     _hoist_default_access(raw, problems)
     for key in raw:
@@ -484,13 +488,3 @@ def _check_routes_against_prefix(
                 f"routes[{index}].path",
                 f"lies under auth_prefix {prefix!r}, which the gateway answers itself",
             )
-
-
-def field_docs() -> dict[str, str]:
-    """`section.key` -> one-line description, for `gateway check` and the docs."""
-    docs: dict[str, str] = {}
-    for name, cls in _SECTIONS.items():
-        for spec in fields(cls):
-            if spec.default is not MISSING:
-                docs[f"{name}.{spec.name}"] = spec.metadata.get("doc", "")
-    return docs

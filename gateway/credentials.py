@@ -1,6 +1,6 @@
 """Where a request's Ory credential comes from (contract §3.4), and how it is named safely.
 
-The raw value never leaves this module except toward Ory; caches and logs use a keyed hash.
+The raw value never leaves this module except toward Ory; caches and logs use its SHA-256.
 """
 
 from __future__ import annotations

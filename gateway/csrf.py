@@ -11,13 +11,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from urllib.parse import parse_qs
 
 from aiohttp import web
 
 from gateway.credentials import Credential
-from gateway.errors import AccessDeniedError
+from gateway.errors import AccessDeniedError, BadRequestError
 
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+URLENCODED = "application/x-www-form-urlencoded"
+FORM_TYPES = (URLENCODED, "multipart/form-data")
+MAX_FORM_BYTES = 4096  # our forms carry one token
 
 
 class CsrfSigner:
@@ -33,7 +36,11 @@ class CsrfSigner:
 
     def is_valid(self, session_id: str, token: str | None) -> bool:
         """Constant-time comparison with the expected token."""
-        return token is not None and hmac.compare_digest(self.token(session_id), token)
+        if token is None:
+            return False
+        expected = self.token(session_id).encode()
+        # Bytes, not str: compare_digest refuses non-ASCII str, and a token is user input.
+        return hmac.compare_digest(expected, token.encode("utf-8", "surrogatepass"))
 
 
 def is_form(request: web.Request) -> bool:
@@ -48,3 +55,18 @@ def check_origin(request: web.Request, credential: Credential, allowed: tuple[st
     origin = request.headers.get("Origin")
     if origin is None or origin.lower().rstrip("/") not in allowed:
         raise AccessDeniedError("cross-site request refused: the Origin is not this site")
+
+
+async def form_token(request: web.Request) -> str | None:
+    """The `csrf_token` field of one of our forms; a form we could not have sent is a 400."""
+    if request.content_type != URLENCODED:
+        raise BadRequestError(f"send this form as {URLENCODED}")
+    body = await request.content.read(MAX_FORM_BYTES + 1)
+    if len(body) > MAX_FORM_BYTES:
+        raise BadRequestError("the form is larger than any form this page sends")
+    try:
+        fields = parse_qs(body.decode("ascii"), max_num_fields=16, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequestError("the form is not valid URL-encoded ASCII") from None
+    values = fields.get("csrf_token")
+    return values[0] if values else None

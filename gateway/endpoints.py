@@ -15,6 +15,7 @@ from gateway.context import Services, allowed_origins, request_origin, situation
 from gateway.credentials import Credential, extract_credential
 from gateway.csrf import check_origin
 from gateway.errors import (
+    AccessDeniedError,
     GatewayError,
     MethodNotAllowedError,
     NotFoundError,
@@ -114,6 +115,8 @@ async def logout(request: web.Request, services: Services) -> web.StreamResponse
         return redirect(back or "/")
     if request.method == "POST":
         check_origin(request, credential, allowed_origins(request, services.config))
+    elif _embedded_by_another_site(request):
+        raise AccessDeniedError("another site may link to logout, not load it in the background")
     cache = services.auth.cache
     session = cache.peek(credential.key)
     cache.evict_key(credential.key)
@@ -125,6 +128,16 @@ async def logout(request: web.Request, services: Services) -> web.StreamResponse
     landing = back or f"{services.config.server.auth_prefix}/signed-out"
     url = await services.auth.ory.logout_url(credential, origin + landing)
     return redirect(url or back or "/")
+
+
+def _embedded_by_another_site(request: web.Request) -> bool:
+    """An `<img src=/_auth/logout>` on a foreign page (logout CSRF); browsers that send no
+    Sec-Fetch-* headers are let through, as are navigations the user can see."""
+    headers = request.headers
+    return (
+        headers.get("Sec-Fetch-Site") == "cross-site"
+        and headers.get("Sec-Fetch-Mode", "navigate") != "navigate"
+    )
 
 
 async def refresh(request: web.Request, services: Services) -> web.StreamResponse:

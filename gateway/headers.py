@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.errors import BadRequestError
+
 HOP_BY_HOP = frozenset(
     {
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -96,6 +98,8 @@ def build_upstream_headers(
             continue
         if "_" in name and normal in PATH_OVERRIDES:
             continue  # only the dash spelling from a trusted proxy counts
+        if not value.isascii():
+            _check_utf8(name, value)
         out.add(name, value)
     if cookie_header:
         out["Cookie"] = cookie_header
@@ -103,6 +107,15 @@ def build_upstream_headers(
     for name, value in identity:
         out[name] = value
     return out
+
+
+def _check_utf8(name: str, value: str) -> None:
+    """aiohttp keeps non-UTF-8 bytes as surrogates, which its client would silently drop:
+    refuse instead of forwarding a value other than the one sent."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequestError(f"the {name} header is not valid UTF-8") from None
 
 
 def _set_forwarded(
@@ -114,7 +127,8 @@ def _set_forwarded(
     proto = incoming.get("X-Forwarded-Proto") if peer.trusted else None
     host = incoming.get("X-Forwarded-Host") if peer.trusted else None
     out["X-Forwarded-Proto"] = proto or peer.scheme
-    out["X-Forwarded-Host"] = host or peer.host
+    if host or peer.host:  # an HTTP/1.0 request may have no Host: say nothing, not ""
+        out["X-Forwarded-Host"] = host or peer.host
 
 
 def response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -150,8 +151,9 @@ class HttpOryClient:
         if status == 400:
             # Ory refused our return_to (gateway origin not in allowed_return_urls): still log
             # the user out, and let Ory pick where they land.
-            log.warning("Ory refused return_to %s: add the gateway's origin to Ory's "
-                        "selfservice.allowed_return_urls", return_to)
+            # Only the origin: the path and query may carry a token.
+            log.warning("Ory refused a return_to on %s: add that origin to Ory's "
+                        "selfservice.allowed_return_urls", _origin_of(return_to))
             status, body = await self._request("GET", path, headers)
         if status in (400, 401, 403):
             return None
@@ -221,3 +223,9 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 def _json_field(body: bytes, key: str) -> Any:
     document = _json_object(body)
     return document.get(key) if document is not None else None
+
+
+def _origin_of(url: str) -> str:
+    """scheme://host[:port] of an absolute URL, for log lines that must not hold its query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import quote, unquote_to_bytes
 
 from gateway.errors import BadRequestError
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# Escapes decoded to their character: unreserved (RFC 3986 §6.2.2.2) plus the sub-delims,
+# ":" and "@" that mean nothing special inside a path segment, so `/admin%3Ax` and
+# `/admin:x` are one path for the routes as for the upstream.
+_DECODED = _UNRESERVED | frozenset("!$&'()*+,=:@")
 # pchar (RFC 3986 §3.3) plus "/"; ";" is handled separately (path parameters).
 _PATH_CHARS = _UNRESERVED | frozenset("!$&'()*+,=:@/%")
 # Characters that, once decoded, would change how the path splits or what it means.
@@ -64,7 +69,9 @@ def canonical_path(raw_path: str) -> str:
         raise BadRequestError(_describe_char(bad))
     path = raw_path
     if "%" in path:
-        path = _ESCAPE.sub(_decode_unreserved, _check_escapes(path))
+        path = _ESCAPE.sub(_decode_harmless, _check_escapes(path))
+        if "%" in path:
+            _check_utf8(path)
     if "//" in path:
         path = _SLASHES.sub("/", path)
     if "." in path and _DOT_SEGMENT.search(path):
@@ -84,10 +91,24 @@ def _check_escapes(path: str) -> str:
     return path
 
 
-def _decode_unreserved(match: re.Match[str]) -> str:
-    """`%61` -> `a` (same resource per RFC 3986 §6.2.2.2); other escapes upper-cased."""
+def _decode_harmless(match: re.Match[str]) -> str:
+    """`%61` -> `a`, `%3A` -> `:`; every other escape upper-cased, so one spelling remains."""
     char = chr(int(match.group(1), 16))
-    return char if char in _UNRESERVED else "%" + match.group(1).upper()
+    return char if char in _DECODED else "%" + match.group(1).upper()
+
+
+def _check_utf8(path: str) -> None:
+    """Refuse escaped bytes that are not UTF-8: an overlong `%C0%AE` is "." to a lax decoder."""
+    try:
+        unquote_to_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        message = "the path contains percent-encoded bytes that are not UTF-8"
+        raise BadRequestError(message) from None
+
+
+def encode_path(text: str) -> str:
+    """A configured path as requests spell it: non-ASCII as upper-case UTF-8 escapes."""
+    return quote(text, safe="".join(chr(code) for code in range(0x21, 0x7F)))
 
 
 def _describe_char(char: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 
 from gateway.context import SERVICES, Services, allowed_origins, is_trusted_peer, situation_for
@@ -36,11 +36,15 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     """The gateway's only aiohttp handler."""
     services = request.app[SERVICES]
     try:
+        _check_framing(request)
         target = canonical_target(request.raw_path)
     except BadRequestError as error:
         if is_browser_navigation(request):
-            return services.responder.page(request, error, login=None)
-        return json_error(error)
+            refusal = services.responder.page(request, error, login=None)
+        else:
+            refusal = json_error(error)
+        refusal.force_close()  # whatever follows on this socket was framed by a confused client
+        return refusal
     prefix = services.config.server.auth_prefix
     if target.path == prefix or target.path.startswith(prefix + "/"):
         return await handle_endpoint(request, services, target)
@@ -52,6 +56,12 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     except GatewayError as error:
         situation = situation_for(request, services, target, credential)
         return services.responder.render(request, error, situation)
+
+
+def _check_framing(request: web.Request) -> None:
+    """RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, a smuggling vector."""
+    if request.version < HttpVersion11 and "Transfer-Encoding" in request.headers:
+        raise BadRequestError("Transfer-Encoding is not allowed in an HTTP/1.0 request")
 
 
 async def _proxy(

@@ -22,6 +22,8 @@ from gateway.headers import response_headers
 log = logging.getLogger("gateway.proxy")
 
 CHUNK = 64 * 1024
+# Marks a relayed response whose upstream sent no Content-Type.
+_UNTYPED = web.ResponseKey("untyped", bool)
 # aiohttp adds these when absent; a transparent proxy must not.
 SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
@@ -73,6 +75,8 @@ async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.
     response = web.StreamResponse(
         status=upstream.status, reason=upstream.reason, headers=response_headers(upstream.headers)
     )
+    if "Content-Type" not in upstream.headers:
+        response[_UNTYPED] = True
     await response.prepare(request)
     try:
         while chunk := await upstream.content.readany():
@@ -86,6 +90,13 @@ async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.
         return response  # the client left; nothing to tell anyone
     await response.write_eof()
     return response
+
+
+async def keep_untyped(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: aiohttp adds `Content-Type: application/octet-stream` to a body
+    without one, which turns a page the browser would sniff into a download; undo that."""
+    if response.get(_UNTYPED):
+        response.headers.popall("Content-Type", None)
 
 
 def _abort(request: web.Request) -> None:

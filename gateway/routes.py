@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from gateway.config import Access, GatewayConfig, RouteConfig
+from gateway.paths import encode_path
 
 _AAL_RANK = {"aal0": 0, "aal1": 1, "aal2": 2, "aal3": 3}
 
@@ -86,14 +87,15 @@ class RouteTable:
 
 
 def _compile(route: RouteConfig, index: int) -> Route:
+    pattern = encode_path(route.path)  # "/café" matches what browsers send: "/caf%C3%A9"
     return Route(
-        pattern=route.path,
+        pattern=pattern,
         access=route.access,
         methods=route.methods,
         aal=route.aal,
         max_age=route.max_age,
         index=index,
-        regex=glob_to_regex(route.path),
+        regex=glob_to_regex(pattern),
     )
 
 

@@ -21,6 +21,9 @@ async def start_site(
     runner = web.AppRunner(
         app, access_log_class=AccessLogger, access_log=logging.getLogger(f"{name}.access"),
         shutdown_timeout=SHUTDOWN_GRACE,
+        # A client that leaves an idle stream (SSE between events, a long poll) cancels its
+        # handler at once, which frees the upstream connection instead of holding it.
+        handler_cancellation=True,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)

@@ -16,7 +16,7 @@ from aiohttp import web
 from gateway.assets import stylesheet
 from gateway.context import Services, allowed_origins
 from gateway.credentials import Credential
-from gateway.csrf import check_origin, is_form
+from gateway.csrf import check_origin, form_token, is_form
 from gateway.devices import SessionView, session_view
 from gateway.errors import AccessDeniedError, BadRequestError, SessionRequiredError
 from gateway.respond import NO_STORE, is_browser_navigation, json_response, redirect
@@ -127,9 +127,8 @@ async def _check_csrf(
     check_origin(request, credential, allowed_origins(request, services.config))
     if credential.from_header or not is_form(request):
         return
-    form = await request.post()
-    token = form.get("csrf_token")
-    if not services.csrf.is_valid(session.session_id, token if isinstance(token, str) else None):
+    token = await form_token(request)
+    if not services.csrf.is_valid(session.session_id, token):
         raise AccessDeniedError("the form's CSRF token is missing or wrong; reload the page")
 
 

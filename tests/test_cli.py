@@ -60,6 +60,28 @@ def test_missing_explicit_config_is_exit_1(tmp_path: Path) -> None:
     assert "no such config file" in result.stderr
 
 
+def test_config_path_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    result = run("check", "--config", str(tmp_path))
+    assert result.returncode == 1
+    assert f"{tmp_path}: not a file" in result.stderr
+
+
+def test_toml_syntax_error_names_the_file_given(tmp_path: Path) -> None:
+    config = tmp_path / "prod.toml"
+    config.write_text("[server\n")
+    result = run("check", "--config", str(config))
+    assert result.returncode == 1
+    assert f"{config}: not valid TOML" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_explain_of_a_malformed_url_is_a_usage_error() -> None:
+    result = run("explain", "--config", str(ROOT / "gateway.toml"), "GET", "http://[::1")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "Invalid IPv6 URL" in result.stderr
+
+
 def test_usage_error_is_exit_2() -> None:
     assert run("bogus").returncode == 2
     assert run("explain", "GET").returncode == 2

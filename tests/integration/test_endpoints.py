@@ -151,6 +151,32 @@ async def test_cross_site_logout_post_is_refused(stack: Stack) -> None:
     assert (await stack.client.get("/app", headers=stack.cookie(cookie))).status == 200
 
 
+async def test_logout_embedded_by_another_site_is_refused(stack: Stack) -> None:
+    """Logout CSRF: `<img src="https://app/_auth/logout">` on a foreign page."""
+    cookie, _ = stack.login()
+    assert (await stack.client.get("/app", headers=stack.cookie(cookie))).status == 200
+    image = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors",
+             "Sec-Fetch-Dest": "image"}
+    response = await stack.client.get(
+        "/_auth/logout", headers={**stack.cookie(cookie), **image}, allow_redirects=False
+    )
+    assert response.status == 403
+    assert stack.ory.calls.get("GET /self-service/logout/browser", 0) == 0
+    calls = stack.ory.calls["GET /sessions/whoami"]
+    assert (await stack.client.get("/app", headers=stack.cookie(cookie))).status == 200
+    assert stack.ory.calls["GET /sessions/whoami"] == calls  # still cached: nothing evicted
+
+
+async def test_logout_link_followed_from_another_site_works(stack: Stack) -> None:
+    cookie, _ = stack.login()
+    link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-User": "?1"}
+    response = await stack.client.get(
+        "/_auth/logout", headers={**stack.cookie(cookie), **link}, allow_redirects=False
+    )
+    assert response.status == 303
+    assert "/self-service/logout?token=" in response.headers["Location"]
+
+
 async def test_same_origin_logout_post_works(stack: Stack) -> None:
     cookie, _ = stack.login()
     response = await stack.client.post(

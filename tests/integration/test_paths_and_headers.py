@@ -171,3 +171,19 @@ async def test_no_extra_headers_are_invented(stack: Stack) -> None:
     names = {k.lower() for k, _ in stack.upstream.last().headers}
     assert "user-agent" not in names
     assert "accept-encoding" not in names
+
+
+async def test_utf8_header_value_reaches_upstream_byte_for_byte(stack: Stack) -> None:
+    head = get("/public/x", API).replace(b"\r\n\r\n", b"\r\nX-Name: caf\xc3\xa9\r\n\r\n")
+    response = await raw_request(stack.client.port or 0, head)
+    assert response.status == 200
+    assert stack.upstream.header("X-Name") == ["café"]
+
+
+async def test_header_value_that_is_not_utf8_is_refused_not_altered(stack: Stack) -> None:
+    """aiohttp's client would drop the byte and forward "caf": a value the client never sent."""
+    head = get("/public/x", API).replace(b"\r\n\r\n", b"\r\nX-Name: caf\xe9\r\n\r\n")
+    response = await raw_request(stack.client.port or 0, head)
+    assert response.status == 400
+    assert b"X-Name header is not valid UTF-8" in response.body
+    assert stack.upstream.seen == []

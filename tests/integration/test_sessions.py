@@ -13,6 +13,7 @@ API = {"Accept": "application/json"}
 BROWSER = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
 CHROME = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
           "Chrome/120.0 Safari/537.36")
+URLENCODED = "application/x-www-form-urlencoded"
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"
 
 
@@ -188,3 +189,28 @@ async def test_stand_in_session_list_parses_with_ory_sdk(stack: Stack) -> None:
         items = await response.json()
     assert len(items) == 1
     assert all(OrySession.from_dict(item) is not None for item in items)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status"),
+    [
+        pytest.param("multipart/form-data; boundary=x", b"--y\r\nno part\r\n", 400, id="multipart"),
+        pytest.param("multipart/form-data", b"--x\r\n\r\n--x--\r\n", 400, id="no-boundary"),
+        pytest.param(URLENCODED, b"csrf_token=\xff\xfe", 400, id="not-ascii"),
+        pytest.param(URLENCODED, b"a=b&" * 2000, 400, id="too-large"),
+        pytest.param(URLENCODED, b"a&" * 40, 400, id="too-many-fields"),
+        pytest.param(URLENCODED + "; charset=nope", b"a=b", 403, id="bad-charset-no-token"),
+        pytest.param(URLENCODED, b"csrf_token=%ff%fe", 403, id="escaped-garbage-token"),
+    ],
+)
+async def test_malformed_form_gets_a_clear_4xx_and_changes_nothing(
+    stack: Stack, content_type: str, body: bytes, status: int
+) -> None:
+    cookie1, _, cookie2, _ = two_sessions(stack)
+    response = await stack.client.post(
+        "/_auth/sessions/revoke-others", data=body,
+        headers={**stack.cookie(cookie1), "Origin": stack.origin, "Content-Type": content_type},
+        allow_redirects=False,
+    )
+    assert response.status == status, await response.text()
+    assert (await stack.client.get("/app", headers=stack.cookie(cookie2))).status == 200

@@ -89,14 +89,8 @@ async def test_client_vanishing_mid_download_ends_the_upstream_download(
     await assert_serves_again(gate, cookie)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a client that disconnects while the upstream stream is idle (SSE between "
-    "events, a long poll) is not noticed under `gateway serve`: the handler task and the "
-    "upstream connection stay until the upstream next writes (aiohttp's handler_cancellation "
-    "is off in server.start_site; aiohttp's TestServer turns it on, which hides this from "
-    "in-process tests)",
-)
+# aiohttp's TestServer turns handler_cancellation on, which would hide a server.start_site
+# that forgot it; this test runs the real process stack.
 async def test_client_vanishing_from_an_idle_stream_frees_the_upstream(
     gate: Gate, log: StreamLog
 ) -> None:

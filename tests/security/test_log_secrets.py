@@ -130,12 +130,6 @@ async def test_no_cookie_or_token_value_in_any_log_line(
     assert leaked(lines, secrets) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when Ory refuses the logout return_to, gateway/ory.py logs a WARNING with the "
-    "whole return_to URL, query included, so a token in that query reaches the log (the "
-    "access log replaces queries with ?… for this reason)",
-)
 async def test_no_token_from_a_return_to_query_in_logs_when_ory_refuses_it(
     stack: ProcessStack,
 ) -> None:

@@ -119,3 +119,14 @@ async def test_upstream_refusing_is_502_and_recovers_when_it_listens_again(
     await assert_nothing_left(gate.services)
     await raw_upstream.start(port)
     await assert_recovers(gate, cookie)
+
+
+async def test_answer_without_content_type_is_not_given_one(gate: Gate) -> None:
+    """Transparency: a browser sniffs an untyped body; `application/octet-stream` (which
+    aiohttp adds by default) would turn the same page into a download."""
+    cookie = gate.login()
+    async with asyncio.timeout(5):
+        response = await gate.http.get(gate.url("/admin/ok"), headers=gate.cookie(cookie))
+        assert await response.read() == b"ok"
+    assert response.status == 200
+    assert "Content-Type" not in response.headers

@@ -396,3 +396,26 @@ async def test_slow_fetch_from_before_eviction_never_overwrites_fresh_answer(
         await old
 
     assert cache.peek("k") is None
+
+
+async def test_evictions_are_announced_and_applied_by_a_sibling_cache(clock: FakeClock) -> None:
+    """Two workers' caches: what one evicts, the other forgets too, without echoing it."""
+    mine, theirs = new_cache(clock), new_cache(clock)
+    told: list[tuple[str, str, str]] = []
+    echoed: list[tuple[str, str, str]] = []
+    mine.announce, theirs.announce = told.append, echoed.append
+    s1, s2, s3 = make_session("s1", "i1"), make_session("s2", "i1"), make_session("s3", "i2")
+    for cache in (mine, theirs):
+        await _cached(cache, "a", s1)
+        await _cached(cache, "b", s2)
+        await _cached(cache, "c", s3)
+
+    mine.evict_identity("i1", keep_session="s1")
+    mine.evict_session("s3")
+    mine.evict_key("a")
+    for eviction in told:
+        theirs.apply(eviction)
+
+    assert told == [("i", "i1", "s1"), ("s", "s3", ""), ("k", "a", "")]
+    assert echoed == []
+    assert [theirs.peek(key) for key in "abc"] == [None, None, None]

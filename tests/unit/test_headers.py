@@ -235,6 +235,14 @@ def test_forwarded_headers_are_set_for_trusted_peer_without_any() -> None:
     assert out["X-Forwarded-Host"] == "gw.internal"
 
 
+def test_no_host_means_no_forwarded_host_rather_than_an_empty_one() -> None:
+    hostless = ForwardingPeer(remote_ip="203.0.113.9", scheme="http", host="", trusted=False)
+
+    out = build(incoming(("X-Forwarded-Host", "evil.example")), peer=hostless)
+
+    assert "X-Forwarded-Host" not in out
+
+
 @pytest.mark.parametrize(
     ("cookie_header", "expected"),
     [("a=1; b=2", ["a=1; b=2"]), (None, []), ("", [])],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import Access, GatewayConfig, RouteConfig, load_config
+from gateway.paths import canonical_path
 from gateway.routes import RouteTable, aal_rank, glob_to_regex
 
 
@@ -182,3 +183,19 @@ def test_shadowed_routes_are_found(routes: list[str], shadowed: list[tuple[int, 
 
 def test_no_routes_have_no_shadows() -> None:
     assert table("").shadowed() == []
+
+
+@pytest.mark.parametrize(
+    ("route_path", "request_path"),
+    [
+        ("/café/**", "/caf%C3%A9/x"),
+        ("/admin:internal", "/admin:internal"),
+        ("/user@admin/*", "/user@admin/x"),
+    ],
+)
+def test_route_matches_the_canonical_spelling_of_its_path(
+    route_path: str, request_path: str
+) -> None:
+    table = RouteTable(load_config(f'[[routes]]\npath = "{route_path}"\naccess = "deny"\n', {}))
+
+    assert table.match("GET", canonical_path(request_path)).access == "deny"

@@ -1,0 +1,78 @@
+"""Instant revocation across `server.workers`: each worker tells the others what it evicted.
+
+Every worker has its own cache, so a logout or revocation served by one worker must reach
+the caches of the others before the user's next request. The parent makes one local
+datagram socket pair per worker before forking; a worker sends each eviction to every
+sibling's inbox and reads its own inbox on the event loop. A datagram is in the sibling's
+socket buffer before the revoking response leaves, so the sibling's loop reads it before
+it can run a handler for a request sent after that response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+
+from gateway.cache import Eviction
+
+log = logging.getLogger("gateway.siblings")
+
+_SEPARATOR = "\x00"
+_MAX_DATAGRAM = 4096
+
+
+class Siblings:
+    """The eviction channel between N workers; `adopt(n)` in worker n after the fork."""
+
+    def __init__(self, count: int) -> None:
+        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(count)]
+        self._inboxes = [inbox for inbox, _ in pairs]
+        self._outboxes = [outbox for _, outbox in pairs]
+        for sock in self._inboxes + self._outboxes:
+            sock.setblocking(False)
+        self._me: int | None = None
+
+    def adopt(self, index: int) -> None:
+        """This process is worker `index`: keep its inbox, close the inboxes of the others."""
+        self._me = index
+        for position, inbox in enumerate(self._inboxes):
+            if position != index:
+                inbox.close()
+
+    def tell(self, eviction: Eviction) -> None:
+        """Send one eviction to every other worker; never blocks the event loop."""
+        message = _SEPARATOR.join(eviction).encode()
+        for position, outbox in enumerate(self._outboxes):
+            if position == self._me:
+                continue
+            try:
+                outbox.send(message)
+            except OSError as exc:
+                log.warning("could not tell worker %d of a revocation (%s); it may serve the "
+                            "revoked session until its cache entry expires", position,
+                            type(exc).__name__)
+
+    def listen(self, deliver: Callable[[Eviction], None]) -> None:
+        """Read this worker's inbox on the running loop and hand each eviction over."""
+        if self._me is None:
+            raise RuntimeError("Siblings.listen before adopt")
+        inbox = self._inboxes[self._me]
+        asyncio.get_running_loop().add_reader(inbox.fileno(), _drain, inbox, deliver)
+
+    def stop_listening(self) -> None:
+        """Detach the inbox from the loop (app cleanup)."""
+        if self._me is not None:
+            asyncio.get_running_loop().remove_reader(self._inboxes[self._me].fileno())
+
+
+def _drain(inbox: socket.socket, deliver: Callable[[Eviction], None]) -> None:
+    while True:
+        try:
+            message = inbox.recv(_MAX_DATAGRAM)
+        except BlockingIOError:
+            return
+        parts = message.decode(errors="replace").split(_SEPARATOR)
+        if len(parts) == 3:
+            deliver((parts[0], parts[1], parts[2]))
