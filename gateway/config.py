@@ -173,6 +173,7 @@ class ServerConfig:
         (), _list_of(parse_origin), "extra origins for WebSocket upgrades and /_auth changes"
     )
     workers: int = _parsed(1, _positive_int, "processes sharing the port (SO_REUSEPORT)")
+    access_log: bool = _parsed(True, _boolean, "one line per request on stderr (no queries)")
 
 
 @dataclass(frozen=True, slots=True)

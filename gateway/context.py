@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -13,6 +13,7 @@ from gateway.access import Authenticator
 from gateway.config import GatewayConfig
 from gateway.credentials import Credential
 from gateway.csrf import CsrfSigner
+from gateway.deadlines import Watchdog
 from gateway.headers import normalise_name
 from gateway.paths import RequestTarget
 from gateway.redirects import LOOP_COOKIE
@@ -32,6 +33,7 @@ class Services:
     clock: Callable[[], float]
     upstream_http: aiohttp.ClientSession | None = None  # set in cleanup_ctx
     strip: frozenset[str] = frozenset()  # normalised identity header names
+    watchdog: Watchdog = field(default_factory=Watchdog)  # upstream answer deadlines
 
     @classmethod
     def identity_names(cls, config: GatewayConfig) -> frozenset[str]:
@@ -51,7 +53,7 @@ def situation_for(
     browser_cookie = request.cookies.get(LOOP_COOKIE) or None
     browser = "|".join(
         (request.remote or "", request.headers.get("User-Agent", ""),
-         credential.key if credential else "")
+         credential.key.hex() if credential else "")
     )
     return_to = request_origin(request, services.config) + target.path_qs
     return Situation(

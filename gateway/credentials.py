@@ -21,7 +21,7 @@ class Credential:
 
     source: Source
     value: str = field(repr=False)
-    key: str = field(repr=False)  # hash: the cache key, and the only form ever logged
+    key: bytes = field(repr=False)  # SHA-256: the cache key, and the only form ever logged
 
     @property
     def from_header(self) -> bool:
@@ -31,12 +31,13 @@ class Credential:
     @property
     def log_id(self) -> str:
         """A short, non-reversible tag that lets log lines be correlated."""
-        return self.key[:12]
+        return self.key.hex()[:12]
 
 
-def credential_key(source: str, value: str) -> str:
-    """SHA-256 of source and value: raw tokens are never cache keys (STYLE.md)."""
-    return hashlib.sha256(f"{source}\x00{value}".encode()).hexdigest()
+def credential_key(source: str, value: str) -> bytes:
+    """SHA-256 of source and value: raw tokens are never cache keys (STYLE.md). The 32-byte
+    digest, not its hex: half the memory per cached session."""
+    return hashlib.sha256(f"{source}\x00{value}".encode()).digest()
 
 
 Cookies = list[tuple[str, str | None]]  # value None: a bare `flag` without "="

@@ -85,7 +85,9 @@ async def _proxy(
     timeout = services.config.upstream.timeout
     if websocket:
         return await bridge(request, http, url, headers, answer_within=timeout)
-    return await forward(request, http, url, headers, answer_within=timeout)
+    return await forward(
+        request, http, url, headers, answer_within=timeout, watchdog=services.watchdog
+    )
 
 
 def upstream_headers(

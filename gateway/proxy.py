@@ -16,6 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from gateway.deadlines import Deadline, Watchdog
 from gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.headers import response_headers
 
@@ -24,7 +25,8 @@ log = logging.getLogger("gateway.proxy")
 CHUNK = 64 * 1024
 # Marks a relayed response whose upstream sent no Content-Type.
 _UNTYPED = web.ResponseKey("untyped", bool)
-# aiohttp adds these when absent; a transparent proxy must not.
+# aiohttp adds these when absent; a transparent proxy must not (set on the upstream
+# ClientSession, so it holds for WebSocket handshakes too and costs nothing per request).
 SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
 
@@ -40,14 +42,14 @@ async def forward(
     headers: CIMultiDict[str],
     *,
     answer_within: float,
+    watchdog: Watchdog,
 ) -> web.StreamResponse:
     """Send the request upstream and stream the answer; 502/504 only before it starts."""
     try:
-        async with asyncio.timeout(answer_within) as deadline:
+        with watchdog.within(answer_within) as deadline:
             body = _request_body(request, deadline, answer_within) if request.body_exists else None
             upstream = await http.request(
-                request.method, url, headers=headers, data=body, allow_redirects=False,
-                skip_auto_headers=SKIP_AUTO_HEADERS,
+                request.method, url, headers=headers, data=body, allow_redirects=False
             )
     except TimeoutError:
         raise UpstreamTimeoutError() from None
@@ -62,19 +64,19 @@ async def forward(
 
 
 async def _request_body(
-    request: web.Request, deadline: asyncio.Timeout, answer_within: float
+    request: web.Request, deadline: Deadline, answer_within: float
 ) -> AsyncIterator[bytes]:
     """The client's body as it arrives; each chunk pushes the answer deadline back."""
-    loop = asyncio.get_running_loop()
     while chunk := await request.content.readany():
-        deadline.reschedule(loop.time() + answer_within)
+        deadline.push(answer_within)
         yield chunk
 
 
 async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-    response = web.StreamResponse(
-        status=upstream.status, reason=upstream.reason, headers=response_headers(upstream.headers)
-    )
+    headers = response_headers(upstream.headers)
+    if _already_complete(request, upstream):
+        return await _whole(upstream, headers)
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     if "Content-Type" not in upstream.headers:
         response[_UNTYPED] = True
     await response.prepare(request)
@@ -89,6 +91,30 @@ async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.
     except (ConnectionResetError, aiohttp.ClientConnectionResetError):
         return response  # the client left; nothing to tell anyone
     await response.write_eof()
+    return response
+
+
+def _already_complete(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
+    """The whole body arrived with the headers (most small answers): send both at once."""
+    return (
+        upstream.content.is_eof()
+        and request.method != "HEAD"
+        and upstream.status >= 200
+        and upstream.status not in (204, 304)
+    )
+
+
+async def _whole(upstream: aiohttp.ClientResponse, headers: CIMultiDict[str]) -> web.Response:
+    """One write for headers and body: no wait (the body is in memory), one syscall fewer."""
+    try:
+        body = await upstream.read()
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnavailableError(type(exc).__name__) from None
+    response = web.Response(
+        status=upstream.status, reason=upstream.reason, headers=headers, body=body
+    )
+    if "Content-Type" not in upstream.headers:
+        response[_UNTYPED] = True
     return response
 
 

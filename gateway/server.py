@@ -15,11 +15,18 @@ Stopper = Callable[[], Coroutine[Any, Any, None]]
 
 
 async def start_site(
-    app: web.Application, host: str, port: int, name: str, *, reuse_port: bool = False
+    app: web.Application,
+    host: str,
+    port: int,
+    name: str,
+    *,
+    reuse_port: bool = False,
+    access_log: bool = True,
 ) -> web.AppRunner:
     """Bind and start one app; logs `listening on http://HOST:PORT` once it accepts."""
     runner = web.AppRunner(
-        app, access_log_class=AccessLogger, access_log=logging.getLogger(f"{name}.access"),
+        app, access_log_class=AccessLogger,
+        access_log=logging.getLogger(f"{name}.access") if access_log else None,
         shutdown_timeout=SHUTDOWN_GRACE,
         # A client that leaves an idle stream (SSE between events, a long poll) cancels its
         # handler at once, which frees the upstream connection instead of holding it.

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.config import IdentityHeader
 from gateway.headers import encode_value
@@ -24,9 +23,11 @@ class SessionInactiveError(SessionParseError):
     """A well-formed session that is inactive or expired: the same as Ory's 401."""
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
-    """A validated session, projected to what the gateway needs (small to cache)."""
+class Session(NamedTuple):
+    """A validated session, projected to what the gateway needs (small to cache).
+
+    A NamedTuple of strings, floats and tuples: after its first collection the garbage
+    collector stops tracking it, so 100 000 cached sessions add nothing to a GC pass."""
 
     session_id: str
     identity_id: str

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 
 # A module may import only modules of a lower (or equal) layer.
 LAYERS = {
-    "units": 0, "errors": 0, "assets": 0, "logs": 0,
+    "units": 0, "errors": 0, "assets": 0, "logs": 0, "deadlines": 0,
     "config": 1, "paths": 1, "headers": 1,
     "routes": 2, "session": 2, "credentials": 2, "redirects": 2, "csrf": 3, "devices": 3,
     "ory": 3, "cache": 4, "access": 5, "siblings": 5, "respond": 5, "explain": 5,

@@ -237,3 +237,38 @@ def test_demo_starts_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         for stream in (process.stdout, process.stderr):
             if stream:
                 stream.close()
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["access-log-on", "access-log-off"])
+def test_access_log_lines_are_written_by_stop_or_not_at_all(tmp_path: Path, enabled: bool) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\n'
+                      f"access_log = {'true' if enabled else 'false'}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+        stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        assert process.stderr is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "listening on" not in process.stderr.readline():
+            pass
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_auth/health?k=v", timeout=5) as r:
+            assert r.status == 200
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    access = [line for line in rest.splitlines() if "gateway.access" in line]
+    if enabled:
+        assert len(access) == 1
+        assert "GET /_auth/health?… 200" in access[0]
+    else:
+        assert access == []

@@ -51,7 +51,7 @@ def new_cache(
     return SessionCache(ttl=ttl, max_entries=max_entries, stale_if_error=stale, clock=clock)
 
 
-async def get(cache: SessionCache, key: str, fetch: Fetch) -> WhoamiResult:
+async def get(cache: SessionCache, key: bytes, fetch: Fetch) -> WhoamiResult:
     async with asyncio.timeout(WAIT):
         return await cache.get(key, fetch)
 
@@ -66,13 +66,13 @@ async def test_hit_within_ttl_does_not_fetch_again(clock: FakeClock) -> None:
     session = make_session()
     fetch = FakeFetch(session, session)
 
-    assert await get(cache, "k", fetch) is session
+    assert await get(cache, b"k", fetch) == session
     clock.advance(9.999)
-    assert await get(cache, "k", fetch) is session
+    assert await get(cache, b"k", fetch) == session
     assert fetch.calls == [False]
 
     clock.advance(0.001)
-    assert await get(cache, "k", fetch) is session
+    assert await get(cache, b"k", fetch) == session
     assert fetch.calls == [False, False]
 
 
@@ -89,13 +89,13 @@ async def test_entry_lives_min_of_ttl_and_session_expiry(
     session = make_session(expires_at=expires_at)
     fetch = FakeFetch(session, session, session)
 
-    await get(cache, "k", fetch)
+    await get(cache, b"k", fetch)
     if fresh_for > 0:
         clock.advance(fresh_for - 0.01)
-        await get(cache, "k", fetch)
+        await get(cache, b"k", fetch)
         assert len(fetch.calls) == 1
         clock.advance(0.01)
-    await get(cache, "k", fetch)
+    await get(cache, b"k", fetch)
 
     assert len(fetch.calls) == 2
 
@@ -110,7 +110,7 @@ async def test_concurrent_misses_share_one_fetch(clock: FakeClock) -> None:
     async def caller() -> WhoamiResult:
         nonlocal arrived
         arrived += 1
-        return await cache.get("k", fetch)
+        return await cache.get(b"k", fetch)
 
     async with asyncio.timeout(WAIT):
         callers = [asyncio.create_task(caller()) for _ in range(50)]
@@ -120,8 +120,8 @@ async def test_concurrent_misses_share_one_fetch(clock: FakeClock) -> None:
         results = await asyncio.gather(*callers)
 
     assert fetch.calls == [False]
-    assert all(result is session for result in results)
-    assert cache.peek("k") is session
+    assert all(result == session for result in results)
+    assert cache.peek(b"k") == session
 
 
 async def test_concurrent_misses_for_different_keys_fetch_each(clock: FakeClock) -> None:
@@ -130,7 +130,7 @@ async def test_concurrent_misses_for_different_keys_fetch_each(clock: FakeClock)
     fetch_one, fetch_two = FakeFetch(one), FakeFetch(two)
 
     async with asyncio.timeout(WAIT):
-        results = await asyncio.gather(cache.get("a", fetch_one), cache.get("b", fetch_two))
+        results = await asyncio.gather(cache.get(b"a", fetch_one), cache.get(b"b", fetch_two))
 
     assert list(results) == [one, two]
     assert (fetch_one.calls, fetch_two.calls) == ([False], [False])
@@ -143,8 +143,8 @@ async def test_non_session_result_is_not_cached(clock: FakeClock, answer: Whoami
     cache = new_cache(clock)
     fetch = FakeFetch(answer, answer)
 
-    assert await get(cache, "k", fetch) is answer
-    assert await get(cache, "k", fetch) is answer
+    assert await get(cache, b"k", fetch) is answer
+    assert await get(cache, b"k", fetch) is answer
     assert len(fetch.calls) == 2
     assert len(cache) == 0
 
@@ -155,8 +155,8 @@ async def test_ory_unavailable_is_not_cached(clock: FakeClock) -> None:
     fetch = FakeFetch(OryUnavailableError(), session)
 
     with pytest.raises(OryUnavailableError):
-        await get(cache, "k", fetch)
-    assert await get(cache, "k", fetch) is session
+        await get(cache, b"k", fetch)
+    assert await get(cache, b"k", fetch) == session
     assert len(fetch.calls) == 2
 
 
@@ -165,10 +165,10 @@ async def test_unauthenticated_answer_drops_a_cached_session(clock: FakeClock) -
     session = make_session()
     fetch = FakeFetch(session, UNAUTHENTICATED)
 
-    await get(cache, "k", fetch)
+    await get(cache, b"k", fetch)
     clock.advance(10)
-    assert await get(cache, "k", fetch) is UNAUTHENTICATED
-    assert cache.peek("k") is None
+    assert await get(cache, b"k", fetch) is UNAUTHENTICATED
+    assert cache.peek(b"k") is None
 
 
 @pytest.mark.parametrize(
@@ -195,14 +195,14 @@ async def test_stale_if_error_serves_expired_entry_within_grace(
     session = make_session(expires_at=expires_at)
     fetch = FakeFetch(session, OryUnavailableError())
 
-    await get(cache, "k", fetch)
+    await get(cache, b"k", fetch)
     clock.advance(failure_at)
 
     if served:
-        assert await get(cache, "k", fetch) is session
+        assert await get(cache, b"k", fetch) == session
     else:
         with pytest.raises(OryUnavailableError):
-            await get(cache, "k", fetch)
+            await get(cache, b"k", fetch)
     assert len(fetch.calls) == 2
 
 
@@ -211,11 +211,11 @@ async def test_stale_entry_is_refreshed_once_ory_is_back(clock: FakeClock) -> No
     old, new = make_session(), make_session(aal="aal2")
     fetch = FakeFetch(old, OryUnavailableError(), new)
 
-    await get(cache, "k", fetch)
+    await get(cache, b"k", fetch)
     clock.advance(15)
-    assert await get(cache, "k", fetch) is old
-    assert await get(cache, "k", fetch) is new
-    assert await get(cache, "k", fetch) is new
+    assert await get(cache, b"k", fetch) == old
+    assert await get(cache, b"k", fetch) == new
+    assert await get(cache, b"k", fetch) == new
     assert len(fetch.calls) == 3
 
 
@@ -225,13 +225,13 @@ async def test_max_entries_evicts_least_recently_used(clock: FakeClock) -> None:
     fetches = {key: FakeFetch(session) for key, session in sessions.items()}
 
     for key in "abc":
-        await get(cache, key, fetches[key])
-    await get(cache, "a", FakeFetch())  # a hit: "a" becomes the most recently used
-    await get(cache, "d", fetches["d"])
+        await get(cache, key.encode(), fetches[key])
+    await get(cache, b"a", FakeFetch())  # a hit: "a" becomes the most recently used
+    await get(cache, b"d", fetches["d"])
 
     assert len(cache) == 3
-    assert cache.peek("b") is None
-    assert [cache.peek(key) for key in "acd"] == [sessions[key] for key in "acd"]
+    assert cache.peek(b"b") is None
+    assert [cache.peek(key.encode()) for key in "acd"] == [sessions[key] for key in "acd"]
     assert cache.evict_session("s-b") == 0
     assert cache.evict_identity("i-b") == 0
 
@@ -240,18 +240,18 @@ async def test_max_entries_bound_holds_under_many_keys(clock: FakeClock) -> None
     cache = new_cache(clock, max_entries=5)
 
     for index in range(40):
-        await get(cache, f"k{index}", FakeFetch(make_session(f"s{index}", f"i{index}")))
+        await get(cache, f"k{index}".encode(), FakeFetch(make_session(f"s{index}", f"i{index}")))
 
     assert len(cache) == 5
-    assert [cache.peek(f"k{index}") is not None for index in range(35, 40)] == [True] * 5
+    assert [cache.peek(f"k{index}".encode()) is not None for index in range(35, 40)] == [True] * 5
 
 
-async def _cached(cache: SessionCache, key: str, session: Session) -> None:
+async def _cached(cache: SessionCache, key: bytes, session: Session) -> None:
     await get(cache, key, FakeFetch(session))
-    assert cache.peek(key) is session
+    assert cache.peek(key) == session
 
 
-async def _next_fetch_is_fresh_exactly_once(cache: SessionCache, key: str, clock: FakeClock,
+async def _next_fetch_is_fresh_exactly_once(cache: SessionCache, key: bytes, clock: FakeClock,
                                             session: Session) -> None:
     fetch = FakeFetch(session, session)
     await get(cache, key, fetch)
@@ -264,28 +264,28 @@ async def _next_fetch_is_fresh_exactly_once(cache: SessionCache, key: str, clock
 async def test_evict_key_forgets_entry_and_next_fetch_is_fresh(clock: FakeClock) -> None:
     cache = new_cache(clock)
     session = make_session()
-    await _cached(cache, "k", session)
+    await _cached(cache, b"k", session)
 
-    assert cache.evict_key("k") == 1
+    assert cache.evict_key(b"k") == 1
 
-    assert cache.peek("k") is None
-    await _next_fetch_is_fresh_exactly_once(cache, "k", clock, session)
+    assert cache.peek(b"k") is None
+    await _next_fetch_is_fresh_exactly_once(cache, b"k", clock, session)
 
 
 async def test_evict_session_forgets_every_credential_of_it(clock: FakeClock) -> None:
     cache = new_cache(clock)
     session, other = make_session("s1", "i1"), make_session("s2", "i1")
-    await _cached(cache, "cookie", session)
-    await _cached(cache, "token", session)
-    await _cached(cache, "other", other)
+    await _cached(cache, b"cookie", session)
+    await _cached(cache, b"token", session)
+    await _cached(cache, b"other", other)
 
     assert cache.evict_session("s1") == 2
 
-    assert (cache.peek("cookie"), cache.peek("token"), cache.peek("other")) == (
+    assert (cache.peek(b"cookie"), cache.peek(b"token"), cache.peek(b"other")) == (
         None, None, other
     )
-    await _next_fetch_is_fresh_exactly_once(cache, "cookie", clock, session)
-    await _next_fetch_is_fresh_exactly_once(cache, "token", clock, session)
+    await _next_fetch_is_fresh_exactly_once(cache, b"cookie", clock, session)
+    await _next_fetch_is_fresh_exactly_once(cache, b"token", clock, session)
 
 
 @pytest.mark.parametrize(
@@ -304,18 +304,18 @@ async def test_evict_identity_forgets_its_sessions(
         "k4": make_session("s4", "bob"),
     }
     for key, session in sessions.items():
-        await _cached(cache, key, session)
+        await _cached(cache, key.encode(), session)
 
     assert cache.evict_identity("alice", keep_session=keep) == len(evicted)
 
-    assert [cache.peek(key) for key in evicted] == [None] * len(evicted)
-    assert [cache.peek(key) for key in kept] == [sessions[key] for key in kept]
+    assert [cache.peek(key.encode()) for key in evicted] == [None] * len(evicted)
+    assert [cache.peek(key.encode()) for key in kept] == [sessions[key] for key in kept]
     unchanged = FakeFetch()
     for key in kept:
-        await get(cache, key, unchanged)
+        await get(cache, key.encode(), unchanged)
     assert unchanged.calls == []
     for key in evicted:
-        await _next_fetch_is_fresh_exactly_once(cache, key, clock, sessions[key])
+        await _next_fetch_is_fresh_exactly_once(cache, key.encode(), clock, sessions[key])
 
 
 @pytest.mark.parametrize("evict", ["key", "session"], ids=["evict-key", "evict-session"])
@@ -324,23 +324,23 @@ async def test_eviction_during_refetch_does_not_store_the_stale_result(
 ) -> None:
     cache = new_cache(clock, ttl=10)
     session = make_session("s1", "i1")
-    await _cached(cache, "k", session)
+    await _cached(cache, b"k", session)
     clock.advance(10)  # expired: the next get asks Ory again
     fetch = FakeFetch(session)
     release = fetch.hold()
 
     async with asyncio.timeout(WAIT):
-        waiter = asyncio.create_task(cache.get("k", fetch))
+        waiter = asyncio.create_task(cache.get(b"k", fetch))
         await fetch.started.wait()
         if evict == "key":
-            assert cache.evict_key("k") == 1
+            assert cache.evict_key(b"k") == 1
         else:
             assert cache.evict_session("s1") == 1
         release.set()
-        assert await waiter is session  # asked before the eviction: the waiter is answered
+        assert await waiter == session  # asked before the eviction: the waiter is answered
 
-    assert cache.peek("k") is None
-    await _next_fetch_is_fresh_exactly_once(cache, "k", clock, session)
+    assert cache.peek(b"k") is None
+    await _next_fetch_is_fresh_exactly_once(cache, b"k", clock, session)
 
 
 async def test_eviction_during_first_fetch_does_not_store_the_result(clock: FakeClock) -> None:
@@ -350,13 +350,13 @@ async def test_eviction_during_first_fetch_does_not_store_the_result(clock: Fake
     release = fetch.hold()
 
     async with asyncio.timeout(WAIT):
-        waiter = asyncio.create_task(cache.get("k", fetch))
+        waiter = asyncio.create_task(cache.get(b"k", fetch))
         await fetch.started.wait()
-        cache.evict_key("k")
+        cache.evict_key(b"k")
         release.set()
         await waiter
 
-    assert cache.peek("k") is None
+    assert cache.peek(b"k") is None
 
 
 async def test_revocation_during_first_fetch_does_not_store_the_result(
@@ -368,13 +368,13 @@ async def test_revocation_during_first_fetch_does_not_store_the_result(
     release = fetch.hold()
 
     async with asyncio.timeout(WAIT):
-        waiter = asyncio.create_task(cache.get("k", fetch))
+        waiter = asyncio.create_task(cache.get(b"k", fetch))
         await fetch.started.wait()
         cache.evict_session("s1")
         release.set()
         await waiter
 
-    assert cache.peek("k") is None
+    assert cache.peek(b"k") is None
 
 
 async def test_slow_fetch_from_before_eviction_never_overwrites_fresh_answer(
@@ -386,16 +386,16 @@ async def test_slow_fetch_from_before_eviction_never_overwrites_fresh_answer(
     release = slow.hold()
 
     async with asyncio.timeout(WAIT):
-        old = asyncio.create_task(cache.get("k", slow))
+        old = asyncio.create_task(cache.get(b"k", slow))
         await slow.started.wait()
-        cache.evict_key("k")  # e.g. logout while the old look-up is still running
+        cache.evict_key(b"k")  # e.g. logout while the old look-up is still running
         fresh = FakeFetch(UNAUTHENTICATED)
-        assert await cache.get("k", fresh) is UNAUTHENTICATED
+        assert await cache.get(b"k", fresh) is UNAUTHENTICATED
         assert fresh.calls == [True]
         release.set()
         await old
 
-    assert cache.peek("k") is None
+    assert cache.peek(b"k") is None
 
 
 async def test_evictions_are_announced_and_applied_by_a_sibling_cache(clock: FakeClock) -> None:
@@ -406,16 +406,16 @@ async def test_evictions_are_announced_and_applied_by_a_sibling_cache(clock: Fak
     mine.announce, theirs.announce = told.append, echoed.append
     s1, s2, s3 = make_session("s1", "i1"), make_session("s2", "i1"), make_session("s3", "i2")
     for cache in (mine, theirs):
-        await _cached(cache, "a", s1)
-        await _cached(cache, "b", s2)
-        await _cached(cache, "c", s3)
+        await _cached(cache, b"a", s1)
+        await _cached(cache, b"b", s2)
+        await _cached(cache, b"c", s3)
 
     mine.evict_identity("i1", keep_session="s1")
     mine.evict_session("s3")
-    mine.evict_key("a")
+    mine.evict_key(b"a")
     for eviction in told:
         theirs.apply(eviction)
 
-    assert told == [("i", "i1", "s1"), ("s", "s3", ""), ("k", "a", "")]
+    assert told == [("i", "i1", "s1"), ("s", "s3", ""), ("k", b"a".hex(), "")]
     assert echoed == []
-    assert [theirs.peek(key) for key in "abc"] == [None, None, None]
+    assert [theirs.peek(key.encode()) for key in "abc"] == [None, None, None]
