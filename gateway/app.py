@@ -21,7 +21,7 @@ from gateway.csrf import CsrfSigner
 from gateway.logs import install_log_redaction
 from gateway.ory import HttpOryClient, OryClient
 from gateway.pipeline import handle_request
-from gateway.proxy import SKIP_AUTO_HEADERS, keep_untyped
+from gateway.proxy import SKIP_AUTO_HEADERS
 from gateway.redirects import LoopGuard
 from gateway.respond import Responder
 from gateway.routes import RouteTable
@@ -62,7 +62,6 @@ def build_app(
     if siblings is not None:
         cache.announce = siblings.tell
         app.cleanup_ctx.append(_listening(siblings, cache))
-    app.on_response_prepare.append(keep_untyped)
     app.router.add_route("*", "/{tail:.*}", handle_request)
     return app
 

@@ -6,6 +6,7 @@ WSGI, PHP, some proxies) map both spellings to the same variable.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -81,20 +82,15 @@ def build_upstream_headers(
     `strip` holds the normalised identity header names; `cookie_header` is the Cookie value
     with the session cookie removed (None = no Cookie header at all).
     """
-    # Expect is answered by the gateway itself (aiohttp sends 100 Continue to the client).
-    dropped = HOP_BY_HOP | connection_tokens(incoming) | strip | {
-        "x-session-token", "cookie", "expect"
-    }
-    if not peer.trusted:
-        dropped |= PATH_OVERRIDES
+    dropped = _always_dropped(strip, peer.trusted, preserve_host)
+    if "Connection" in incoming:
+        dropped = dropped | connection_tokens(incoming)
     if drop_authorization:
-        dropped |= {"authorization"}
-    if not preserve_host:
-        dropped |= {"host"}
+        dropped = dropped | {"authorization"}
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
         normal = normalise_name(name)
-        if normal in dropped or normal in FORWARDED:
+        if normal in dropped:
             continue
         if "_" in name and normal in PATH_OVERRIDES:
             continue  # only the dash spelling from a trusted proxy counts
@@ -107,6 +103,18 @@ def build_upstream_headers(
     for name, value in identity:
         out[name] = value
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _always_dropped(strip: frozenset[str], trusted: bool, preserve_host: bool) -> frozenset[str]:
+    """The names never forwarded for this config and peer kind, computed once, not per request.
+    Expect is answered by the gateway itself (aiohttp sends 100 Continue to the client)."""
+    dropped = HOP_BY_HOP | FORWARDED | strip | {"x-session-token", "cookie", "expect"}
+    if not trusted:
+        dropped |= PATH_OVERRIDES
+    if not preserve_host:
+        dropped |= {"host"}
+    return dropped
 
 
 def _check_utf8(name: str, value: str) -> None:

@@ -99,6 +99,7 @@ async def test_slow_upstream_body_streams_as_it_comes(
     async with asyncio.timeout(5):
         response = await gate.http.get(gate.url("/admin/trickle"), headers=gate.cookie(cookie))
         assert await response.content.readexactly(5) == b"first"
+        assert "Content-Type" not in response.headers  # streamed untyped stays untyped
         assert not raw_upstream.release.is_set()  # the rest has not been sent yet
         raw_upstream.release.set()
         assert await response.read() == b"last"
