@@ -2,6 +2,7 @@
 
 * keyed by a hash of the credential; lifetime `min(ttl, time left on the session)`;
 * singleflight: concurrent misses for one key share one Ory call;
+* refresh ahead: a hit in the last fifth of its ttl refreshes the entry in the background;
 * `stale_if_error`: while Ory is unavailable, an expired entry may serve a little longer;
 * indexed by session id and identity id, so revocation and logout evict at once, and the
   next look-up for an evicted credential asks Ory fresh (`Cache-Control: max-age=0`).
@@ -25,6 +26,7 @@ Fetch = Callable[[bool], Awaitable[WhoamiResult]]  # fetch(fresh) -> result
 Eviction = tuple[str, str, str]
 
 
+REFRESH_AHEAD = 0.2
 Key = bytes  # a credential's digest (gateway.credentials.credential_key)
 # (fresh_until, *session): a plain tuple of strings and floats, which the garbage collector
 # stops tracking, so a full collection does not walk 100 000 cached sessions.
@@ -41,6 +43,12 @@ def _session(entry: _Entry) -> Session:
 
 # session id / identity id -> the cache key(s) holding it: one key (nearly always) or a set.
 _Index = dict[str, "Key | set[Key]"]
+
+
+def _ignore_failure(task: asyncio.Task[WhoamiResult]) -> None:
+    """A background refresh that fails changes nothing: the next miss asks again."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _index_add(index: _Index, value: str, key: Key) -> None:
@@ -77,6 +85,11 @@ class SessionCache:
         self, *, ttl: float, max_entries: int, stale_if_error: float, clock: Clock
     ) -> None:
         self._ttl = ttl
+        # Refresh ahead: a hit in the last fifth of its ttl is served as usual and refreshes
+        # the entry in the background, so busy sessions never all expire at once (an
+        # "expiry storm" of whoami calls that every request waits behind). Nothing is ever
+        # served past its ttl.
+        self._ahead = ttl * REFRESH_AHEAD
         self._max = max_entries
         self._stale = stale_if_error
         self._clock = clock
@@ -98,18 +111,26 @@ class SessionCache:
     async def get(self, key: Key, fetch: Fetch) -> WhoamiResult:
         """A cached session, or one Ory call shared by every concurrent caller of `key`."""
         entry = self._entries.get(key)
-        if entry is not None and self._clock() < entry[0]:
+        now = self._clock()
+        if entry is not None and now < entry[0]:
             self._entries.move_to_end(key)
-            return _session(entry)
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._fetch(key, fetch))
-            self._inflight[key] = task
-            task.add_done_callback(self._forget_inflight(key))
+            session = _session(entry)
+            if now >= entry[0] - self._ahead and key not in self._inflight and (
+                session.expires_at is None or entry[0] < session.expires_at
+            ):
+                self._start_fetch(key, fetch).add_done_callback(_ignore_failure)
+            return session
+        task = self._inflight.get(key) or self._start_fetch(key, fetch)
         try:
             return await asyncio.shield(task)
         except OryUnavailableError:
             return self._stale_or_raise(key)
+
+    def _start_fetch(self, key: Key, fetch: Fetch) -> asyncio.Task[WhoamiResult]:
+        task = asyncio.ensure_future(self._fetch(key, fetch))
+        self._inflight[key] = task
+        task.add_done_callback(self._forget_inflight(key))
+        return task
 
     def _forget_inflight(self, key: Key) -> Callable[[asyncio.Task[WhoamiResult]], None]:
         def forget(task: asyncio.Task[WhoamiResult]) -> None:

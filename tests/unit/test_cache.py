@@ -76,6 +76,56 @@ async def test_hit_within_ttl_does_not_fetch_again(clock: FakeClock) -> None:
     assert fetch.calls == [False, False]
 
 
+async def test_hit_in_last_fifth_of_ttl_refreshes_in_background(clock: FakeClock) -> None:
+    """Refresh ahead: served at once from the cache, refreshed by one background call, so
+    busy sessions never expire together; nothing is served past its ttl."""
+    cache = new_cache(clock, ttl=10)
+    old, new = make_session("s1", "i1", aal="aal1"), make_session("s1", "i1", aal="aal2")
+    fetch = FakeFetch(old, new)
+    await get(cache, b"k", fetch)
+
+    clock.advance(7.9)
+    assert await get(cache, b"k", fetch) == old
+    assert fetch.calls == [False]  # before the last fifth: no refresh
+
+    clock.advance(0.2)
+    release = fetch.hold()
+    assert await get(cache, b"k", fetch) == old  # served without waiting for Ory
+    assert await get(cache, b"k", fetch) == old  # one refresh in flight, not two
+    async with asyncio.timeout(WAIT):
+        await fetch.started.wait()
+    release.set()
+    clock.advance(2.0)  # past the old entry's ttl: only the refreshed one may answer
+    assert await get(cache, b"k", fetch) == new
+    assert fetch.calls == [False, False]
+
+
+async def test_no_refresh_ahead_when_the_session_itself_ends_first(clock: FakeClock) -> None:
+    cache = new_cache(clock, ttl=10)
+    session = make_session(expires_at=clock.now + 5)  # entry lives 5 s, capped by expiry
+    fetch = FakeFetch(session)
+    await get(cache, b"k", fetch)
+
+    clock.advance(4.5)
+    assert await get(cache, b"k", fetch) == session
+    assert fetch.calls == [False]  # refreshing would only fetch the same ending session
+
+
+async def test_failed_background_refresh_changes_nothing(clock: FakeClock) -> None:
+    cache = new_cache(clock, ttl=10)
+    session = make_session()
+    fetch = FakeFetch(session, OryUnavailableError(), session)
+    await get(cache, b"k", fetch)
+    clock.advance(9)
+    assert await get(cache, b"k", fetch) == session
+    refreshing = list(cache._inflight.values())
+    assert len(refreshing) == 1
+    async with asyncio.timeout(WAIT):
+        await asyncio.gather(*refreshing, return_exceptions=True)
+    assert await get(cache, b"k", fetch) == session  # still cached, still within ttl
+    assert fetch.calls == [False, False]
+
+
 @pytest.mark.parametrize(
     ("ttl", "expires_in", "fresh_for"),
     [(10.0, 5.0, 5.0), (10.0, 30.0, 10.0), (10.0, None, 10.0), (0.0, 30.0, 0.0)],
