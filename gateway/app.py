@@ -21,7 +21,7 @@ from gateway.csrf import CsrfSigner
 from gateway.logs import install_log_redaction
 from gateway.ory import HttpOryClient, OryClient
 from gateway.pipeline import handle_request
-from gateway.proxy import SKIP_AUTO_HEADERS
+from gateway.proxy import AsSentRequest
 from gateway.redirects import LoopGuard
 from gateway.respond import Responder
 from gateway.routes import RouteTable
@@ -75,7 +75,7 @@ def _http_clients(
         config = services.config
         upstream = aiohttp.ClientSession(
             auto_decompress=False,
-            skip_auto_headers=SKIP_AUTO_HEADERS,
+            request_class=AsSentRequest,
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.upstream.timeout),
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),

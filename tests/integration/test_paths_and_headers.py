@@ -171,6 +171,17 @@ async def test_no_extra_headers_are_invented(stack: Stack) -> None:
     names = {k.lower() for k, _ in stack.upstream.last().headers}
     assert "user-agent" not in names
     assert "accept-encoding" not in names
+    assert "accept" not in names
+
+
+async def test_upload_without_content_type_is_not_given_one(stack: Stack) -> None:
+    head = (b"POST /public/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Length: 5\r\n\r\nhello")
+    response = await raw_request(stack.client.port or 0, head)
+    assert response.status == 200
+    names = {k.lower() for k, _ in stack.upstream.last().headers}
+    assert "content-type" not in names
+    assert stack.upstream.last().body_size == 5
 
 
 async def test_utf8_header_value_reaches_upstream_byte_for_byte(stack: Stack) -> None:
