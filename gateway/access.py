@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.cache import SessionCache
+from gateway.cache import Fetch, SessionCache
 from gateway.credentials import Credential
 from gateway.errors import (
     AccessDeniedError,
@@ -31,11 +31,13 @@ class Authenticator:
 
     async def lookup(self, credential: Credential) -> WhoamiResult:
         """Cached whoami; raises OryUnavailableError when Ory fails and nothing stale helps."""
+        return await self.cache.get(credential.key, self._fetcher(credential))
 
+    def _fetcher(self, credential: Credential) -> Fetch:
         async def fetch(fresh: bool) -> WhoamiResult:
             return await self.ory.whoami(credential, fresh=fresh)
 
-        return await self.cache.get(credential.key, fetch)
+        return fetch
 
     async def authorize(self, route: Route, credential: Credential | None) -> Session | None:
         """The session to vouch for (None = pass anonymously), or raise why not."""
@@ -47,7 +49,9 @@ class Authenticator:
             if route.access == "optional":
                 return None
             raise SessionRequiredError()
-        result = await self.lookup(credential)
+        result = self.cache.hit(credential.key, self._fetcher(credential)) or (
+            await self.lookup(credential)
+        )
         if not isinstance(result, Session):
             if route.access == "optional":
                 return None

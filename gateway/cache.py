@@ -108,17 +108,26 @@ class SessionCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def hit(self, key: Key, fetch: Fetch) -> Session | None:
+        """The fresh cached session, without a coroutine (the hot path), or None."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        now = self._clock()
+        if now >= entry[0]:
+            return None
+        self._entries.move_to_end(key)
+        session = _session(entry)
+        if now >= entry[0] - self._ahead and key not in self._inflight and (
+            session.expires_at is None or entry[0] < session.expires_at
+        ):
+            self._start_fetch(key, fetch).add_done_callback(_ignore_failure)
+        return session
+
     async def get(self, key: Key, fetch: Fetch) -> WhoamiResult:
         """A cached session, or one Ory call shared by every concurrent caller of `key`."""
-        entry = self._entries.get(key)
-        now = self._clock()
-        if entry is not None and now < entry[0]:
-            self._entries.move_to_end(key)
-            session = _session(entry)
-            if now >= entry[0] - self._ahead and key not in self._inflight and (
-                session.expires_at is None or entry[0] < session.expires_at
-            ):
-                self._start_fetch(key, fetch).add_done_callback(_ignore_failure)
+        session = self.hit(key, fetch)
+        if session is not None:
             return session
         task = self._inflight.get(key) or self._start_fetch(key, fetch)
         try:

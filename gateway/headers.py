@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -57,8 +57,7 @@ def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> froz
     return frozenset(tokens)
 
 
-@dataclass(frozen=True, slots=True)
-class ForwardingPeer:
+class ForwardingPeer(NamedTuple):
     """What the gateway knows about the direct peer and the original request."""
 
     remote_ip: str

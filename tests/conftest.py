@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer, unused_port
+from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import build_app
 from gateway.config import GatewayConfig, load_config
@@ -100,8 +100,7 @@ async def make_stack(
     """Build a stack; keyword `extra` is TOML added to [section]s, `routes` replaces ROUTES."""
 
     async def factory(extra: str = "", routes: str = ROUTES, **overrides: str) -> Stack:
-        port = unused_port()
-        ory = OryStandin(clock=clock, allowed_return_urls=(f"http://127.0.0.1:{port}",))
+        ory = OryStandin(clock=clock)
         ory_server = await aiohttp_server(ory.build_app())
         state = UpstreamState()
         upstream_server = await aiohttp_server(build_upstream(state))
@@ -121,7 +120,8 @@ timeout = "{overrides.get("upstream_timeout", "2s")}"
 {routes}
 """
         config = load_config(text, {})
-        client = await aiohttp_client(build_app(config, clock=clock), server_kwargs={"port": port})
+        client = await aiohttp_client(build_app(config, clock=clock))  # any free port
+        ory.allow_return_to(f"http://127.0.0.1:{client.port}")
         return Stack(ory, ory_server, state, upstream_server, client, config, clock)
 
     return factory

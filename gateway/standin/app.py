@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -94,6 +95,13 @@ class OryStandin:
             edge_cache_max_age=edge_cache_max_age,
         )
         self._state = StandinState(config, clock, Store(clock, session_lifespan))
+
+    def allow_return_to(self, *urls: str) -> None:
+        """Add to `selfservice.allowed_return_urls`, as a Kratos config reload would (tests
+        learn the gateway's port only once it listens)."""
+        config = self._state.config
+        allowed = (*config.allowed_return_urls, *urls)
+        self._state.config = dataclasses.replace(config, allowed_return_urls=allowed)
 
     @property
     def faults(self) -> Faults:

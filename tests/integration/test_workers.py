@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 from aiohttp import web
+from aiohttp.test_utils import unused_port
 from pytest_aiohttp import AiohttpServer
 
 from tests.security.process_stack import gateway_process
@@ -36,8 +37,9 @@ async def _get(origin: str, cookie: str) -> int:
 async def test_revocation_through_one_worker_is_refused_by_the_other(
     aiohttp_server: AiohttpServer,
 ) -> None:
-    async with gateway_process(
-        aiohttp_server, _upstream(), cache_ttl="10m", server="workers = 2"
+    async with gateway_process(  # several workers need a fixed port
+        aiohttp_server, _upstream(), listen=f"127.0.0.1:{unused_port()}", cache_ttl="10m",
+        server="workers = 2",
     ) as stack:
         identity = stack.ory.add_identity("two@example.com", password="pw")
         kept = stack.ory.create_session(identity)

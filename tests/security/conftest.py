@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer, unused_port
+from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpServer
 
 from gateway.app import build_app
@@ -109,8 +109,7 @@ class GateFactory:
         self, upstream_url: str, *, ory: str = "", upstream: str = "", cache: str = "",
         routes: str = ROUTES_UNDER_ATTACK,
     ) -> Gate:
-        port = unused_port()
-        standin = OryStandin(clock=self._clock, allowed_return_urls=(f"http://127.0.0.1:{port}",))
+        standin = OryStandin(clock=self._clock)
         ory_server = await self._server(standin.build_app())
         text = f"""
 [ory]
@@ -125,7 +124,9 @@ url = "{upstream_url}"
 """
         config = load_config(text, {})
         app = build_app(config, clock=self._clock)
-        runner = await start_site(app, "127.0.0.1", port, "gateway")
+        runner = await start_site(app, "127.0.0.1", 0, "gateway")  # any free port: no race
+        port = int(runner.addresses[0][1])
+        standin.allow_return_to(f"http://127.0.0.1:{port}")
         http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         self._cleanups += [http.close, runner.cleanup]
         return Gate(standin, ory_server, http, config, self._clock, app[SERVICES], port)

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiohttp import web
-from aiohttp.test_utils import unused_port
 from pytest_aiohttp import AiohttpServer
 
 from bench.soak import GatewayProcess, gateway_config
@@ -32,16 +31,17 @@ class ProcessStack:
 
 @asynccontextmanager
 async def gateway_process(
-    aiohttp_server: AiohttpServer, upstream: web.Application, **config: str
+    aiohttp_server: AiohttpServer, upstream: web.Application, *,
+    listen: str = "127.0.0.1:0", **config: str
 ) -> AsyncIterator[ProcessStack]:
     """Stand-in and `upstream` on test servers, the gateway as a subprocess; `config` goes
     to `bench.soak.gateway_config` (TOML lines per section)."""
-    port = unused_port()
-    ory = OryStandin(allowed_return_urls=(f"http://127.0.0.1:{port}",))
+    ory = OryStandin()
     ory_server = await aiohttp_server(ory.build_app())
     upstream_server = await aiohttp_server(upstream)
     ory_url = str(ory_server.make_url("")).rstrip("/")
     upstream_url = str(upstream_server.make_url("")).rstrip("/")
-    text = gateway_config(ory_url, upstream_url, listen=f"127.0.0.1:{port}", **config)
-    async with GatewayProcess(text) as gateway:
+    text = gateway_config(ory_url, upstream_url, listen=listen, **config)
+    async with GatewayProcess(text) as gateway:  # it logs the port it got
+        ory.allow_return_to(gateway.origin)
         yield ProcessStack(gateway, ory, ory_url, upstream_url)
