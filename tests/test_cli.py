@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -108,10 +109,11 @@ def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
     assert result.stderr.startswith("GATEWAY_LISTEN (server.listen):")
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+@contextlib.contextmanager
+def serving(tmp_path: Path, toml: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`gateway serve` with this config, once it logs "listening on URL": (process, URL)."""
     config = tmp_path / "gateway.toml"
-    config.write_text('[server]\nlisten = "127.0.0.1:0"\n[ory]\nurl = "http://127.0.0.1:9"\n')
+    config.write_text(toml)
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
         stderr=subprocess.PIPE, text=True, cwd=ROOT,
@@ -132,6 +134,13 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
         process.wait(timeout=10)
         if process.stderr:
             process.stderr.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    toml = '[server]\nlisten = "127.0.0.1:0"\n[ory]\nurl = "http://127.0.0.1:9"\n'
+    with serving(tmp_path, toml) as pair:
+        yield pair
 
 
 def test_serve_answers_health_and_stops_cleanly_on_sigterm(
@@ -241,31 +250,12 @@ def test_demo_starts_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("enabled", [True, False], ids=["access-log-on", "access-log-off"])
 def test_access_log_lines_are_written_by_stop_or_not_at_all(tmp_path: Path, enabled: bool) -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = tmp_path / "gateway.toml"
-    config.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\n'
-                      f"access_log = {'true' if enabled else 'false'}\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-        stderr=subprocess.PIPE, text=True, cwd=ROOT,
-    )
-    try:
-        assert process.stderr is not None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and "listening on" not in process.stderr.readline():
-            pass
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_auth/health?k=v", timeout=5) as r:
-            assert r.status == 200
+    toml = f'[server]\nlisten = "127.0.0.1:0"\naccess_log = {"true" if enabled else "false"}\n'
+    with serving(tmp_path, toml) as (process, url):
+        with urllib.request.urlopen(url + "/_auth/health?k=v", timeout=5) as response:
+            assert response.status == 200
         process.send_signal(signal.SIGTERM)
         _, rest = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
     access = [line for line in rest.splitlines() if "gateway.access" in line]
     if enabled:
         assert len(access) == 1
