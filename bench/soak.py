@@ -239,7 +239,7 @@ class Caller:
 STRANGERS = (
     Caller(None, {}),
     Caller(None, {"Cookie": "ory_kratos_session=forged-cookie-value"}),
-    Caller(None, {"X-Session-Token": "ory_st_forgedforgedforgedforgedforged"}),
+    Caller(None, {"X-Session-Token": "ory_st_forged_forged_forged_forged_fo"}),
 )
 
 

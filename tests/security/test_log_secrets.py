@@ -22,7 +22,7 @@ from tests.security.process_stack import ProcessStack, gateway_process
 from tests.upstream_app import UpstreamState, build_upstream
 
 CREDENTIALS = 'credentials = ["cookie", "session_token", "bearer"]'
-FORGED = ("forged-cookie-0123456789abcdef", "ory_st_forgedforgedforgedforgedfor",
+FORGED = ("forged-cookie-0123456789abcdef", "ory_st_forged_forged_forged_forged",
           "bearer-forged-0123456789abcdef")
 
 

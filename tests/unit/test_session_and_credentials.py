@@ -322,7 +322,7 @@ def test_only_cookie_credentials_may_be_redirected(source: str, from_header: boo
 
 
 def test_credential_key_is_a_hash_that_never_contains_the_value() -> None:
-    secret = "ory_st_0123456789abcdefghijklmnopqrstuv"
+    secret = "ory_st_0123456789_abcdefghij_klmnopqrstuv"
     credential = extract_credential(headers_of(("X-Session-Token", secret)), ALL_SOURCES, COOKIE)
 
     assert credential is not None
