@@ -98,9 +98,12 @@ async def current_session(request: web.Request, services: Services) -> tuple[Cre
 
 
 async def whoami(request: web.Request, services: Services) -> web.StreamResponse:
-    """200 with the session the gateway sees; never a redirect."""
+    """200 with the session the gateway sees; never a redirect. Contract §4: 401 whenever
+    there is no usable session, a step-up included (its id still says why); Ory down 503."""
     try:
         _, session = await current_session(request, services)
+    except StepUpRequiredError as error:
+        return json_error(error, status=401)
     except GatewayError as error:
         return json_error(error)
     return json_response(describe(session))

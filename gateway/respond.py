@@ -144,12 +144,16 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location, "Cache-Control": NO_STORE})
 
 
-def json_error(error: GatewayError, *, login: str | None = None) -> web.Response:
-    """Ory's error envelope: `{"error": {"id", "code", "status", "message"}}`."""
+def json_error(
+    error: GatewayError, *, login: str | None = None, status: int | None = None
+) -> web.Response:
+    """Ory's error envelope: `{"error": {"id", "code", "status", "message"}}`; `status`
+    overrides the error's own code where the contract fixes it (whoami: always 401)."""
+    code = status or error.status
     body: dict[str, Any] = {
         "id": error.error_id,
-        "code": error.status,
-        "status": HTTPStatus(error.status).phrase,
+        "code": code,
+        "status": HTTPStatus(code).phrase,
     }
     if error.reason:
         body["reason"] = error.reason
@@ -159,7 +163,7 @@ def json_error(error: GatewayError, *, login: str | None = None) -> web.Response
     document: dict[str, Any] = {"error": body}
     if login is not None:
         document["redirect_browser_to"] = login
-    return json_response(document, status=error.status)
+    return json_response(document, status=code)
 
 
 def json_response(document: Any, *, status: int = 200) -> web.Response:

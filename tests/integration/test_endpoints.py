@@ -38,6 +38,13 @@ async def test_whoami_without_session_is_401_json(stack: Stack, headers: dict[st
     assert (await response.json())["error"]["id"] == "session_required"
 
 
+async def test_whoami_of_a_session_that_needs_step_up_is_401_saying_so(stack: Stack) -> None:
+    cookie, _ = stack.login(aal="aal1", second_factor=True)  # Ory answers whoami 403
+    response = await stack.client.get("/_auth/whoami", headers=stack.cookie(cookie))
+    assert response.status == 401
+    assert (await response.json())["error"]["id"] == "session_aal2_required"
+
+
 async def test_whoami_with_ory_down_is_503(stack: Stack) -> None:
     cookie, _ = stack.login()
     stack.ory.faults.whoami_status = 502
