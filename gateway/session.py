@@ -7,6 +7,7 @@ only the handful of fields the gateway needs, with clear failure when they are u
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -128,7 +129,7 @@ def parse_session(
         session_id=session_id,
         identity_id=identity_id,
         email=email if isinstance(email, str) else None,
-        aal=aal if isinstance(aal, str) else "",
+        aal=sys.intern(aal) if isinstance(aal, str) else "",  # one "aal1" for all sessions
         authenticated_at=authenticated_at if authenticated_at is not None else 0.0,
         expires_at=expires_at,
         headers=tuple(headers),
