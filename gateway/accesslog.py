@@ -19,6 +19,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 FLUSH_EVERY = 0.5  # seconds a line may wait before it is written
 BATCH = 256  # lines that force a write at once
+PIECE = 4000  # bytes per write, below PIPE_BUF (4096)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -78,14 +79,28 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.flush()
 
     def flush(self) -> None:
+        """Write in pieces of whole lines under PIPE_BUF, so workers sharing one stderr pipe
+        never tear each other's lines (a pipe write of ≤ 4096 bytes is atomic)."""
         if not self._pending:
             return
         lines, self._pending = self._pending, []
+        piece: list[str] = []
+        size = 0
         try:
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
+            for line in lines:
+                length = len(line.encode()) + 1
+                if piece and size + length > PIECE:
+                    self._write(piece)
+                    piece, size = [], 0
+                piece.append(line)
+                size += length
+            self._write(piece)
         except OSError:
             pass  # stderr gone (closed pipe): nothing else to tell
+
+    def _write(self, lines: list[str]) -> None:
+        self.stream.write("\n".join(lines) + "\n")
+        self.stream.flush()
 
 
 @asynccontextmanager

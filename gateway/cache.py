@@ -22,7 +22,8 @@ from gateway.session import Session
 
 Clock = Callable[[], float]
 Fetch = Callable[[bool], Awaitable[WhoamiResult]]  # fetch(fresh) -> result
-# (kind, value, keep): "k" credential key, "s" session id, "i" identity id (keep a session).
+# (kind, value, extra): "k" credential key (extra: seconds to hold it), "s" session id,
+# "i" identity id (extra: the session to keep).
 Eviction = tuple[str, str, str]
 
 
@@ -46,7 +47,8 @@ _Index = dict[str, "Key | set[Key]"]
 
 
 def _ignore_failure(task: asyncio.Task[WhoamiResult]) -> None:
-    """A background refresh that fails changes nothing: the next miss asks again."""
+    """Mark a look-up's failure as seen: its waiters (if any are left) still get it, and a
+    background refresh that fails changes nothing (the next miss asks again)."""
     if not task.cancelled():
         task.exception()
 
@@ -102,6 +104,7 @@ class SessionCache:
         # session or identity answers its waiters but is never stored (no resurrection).
         self._generation = 0
         self._evicted_at: OrderedDict[tuple[str, str | Key], int] = OrderedDict()
+        self._held: OrderedDict[Key, float] = OrderedDict()  # key -> store nothing until
         # Set by the app when sibling workers must hear of every eviction.
         self.announce: Callable[[Eviction], None] | None = None
 
@@ -139,6 +142,7 @@ class SessionCache:
         task = asyncio.ensure_future(self._fetch(key, fetch))
         self._inflight[key] = task
         task.add_done_callback(self._forget_inflight(key))
+        task.add_done_callback(_ignore_failure)  # waiters still get it; if all left, no noise
         return task
 
     def _forget_inflight(self, key: Key) -> Callable[[asyncio.Task[WhoamiResult]], None]:
@@ -187,6 +191,11 @@ class SessionCache:
 
     def _store(self, key: Key, session: Session) -> None:
         now = self._clock()
+        held_until = self._held.get(key)
+        if held_until is not None:
+            if now < held_until:
+                return
+            del self._held[key]
         fresh_until = now + self._ttl
         if session.expires_at is not None:
             fresh_until = min(fresh_until, session.expires_at)
@@ -222,10 +231,12 @@ class SessionCache:
                 self._needs_fresh.popitem(last=False)
         return len(keys)
 
-    def evict_key(self, key: Key) -> int:
-        """Forget one credential's entry (logout, refresh)."""
-        self._tell(("k", key.hex(), ""))
-        return self._evict_key(key)
+    def evict_key(self, key: Key, *, hold: float = 0.0) -> int:
+        """Forget one credential's entry (logout, refresh). `hold`: for that many seconds
+        store nothing for it either, so every use asks Ory (a browser logout completes at
+        Ory a moment later; a request in between must not cache the session again)."""
+        self._tell(("k", key.hex(), f"{hold:g}" if hold else ""))
+        return self._evict_key(key, hold)
 
     def evict_session(self, session_id: str) -> int:
         """Forget every credential that maps to this session (revocation)."""
@@ -245,7 +256,7 @@ class SessionCache:
         """An eviction another worker made (`server.workers`): the same effect, not re-told."""
         kind, value, keep = eviction
         if kind == "k":
-            self._evict_key(bytes.fromhex(value))
+            self._evict_key(bytes.fromhex(value), float(keep or 0))
         elif kind == "s":
             self._evict_session(value)
         elif kind == "i":
@@ -255,8 +266,13 @@ class SessionCache:
         if self.announce is not None:
             self.announce(eviction)
 
-    def _evict_key(self, key: Key) -> int:
+    def _evict_key(self, key: Key, hold: float = 0.0) -> int:
         self._mark_evicted(("k", key))
+        if hold > 0:
+            self._held[key] = self._clock() + hold
+            self._held.move_to_end(key)
+            while len(self._held) > self._max:
+                self._held.popitem(last=False)
         return self._evict({key})
 
     def _evict_session(self, session_id: str) -> int:

@@ -82,7 +82,8 @@ def extract_credential(
     """The first configured source the request carries, or None (then Ory is not asked)."""
     for source in sources:
         value = _read(headers, source, cookie_name, cookies)
-        if value:
+        if value and value.isascii():  # Ory's cookies and tokens are ASCII; other bytes
+            # (kept by aiohttp as surrogates) can be no one's session: no credential.
             kind: Source = "cookie" if source == "cookie" else (
                 "bearer" if source == "bearer" else "session_token"
             )

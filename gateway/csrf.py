@@ -61,9 +61,14 @@ async def form_token(request: web.Request) -> str | None:
     """The `csrf_token` field of one of our forms; a form we could not have sent is a 400."""
     if request.content_type != URLENCODED:
         raise BadRequestError(f"send this form as {URLENCODED}")
-    body = await request.content.read(MAX_FORM_BYTES + 1)
-    if len(body) > MAX_FORM_BYTES:
-        raise BadRequestError("the form is larger than any form this page sends")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():  # the whole body, however it arrives
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            raise BadRequestError("the form is larger than any form this page sends")
+        chunks.append(chunk)
+    body = b"".join(chunks)
     try:
         fields = parse_qs(body.decode("ascii"), max_num_fields=16, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):

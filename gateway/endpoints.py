@@ -31,6 +31,7 @@ from gateway.session import Session, format_timestamp
 from gateway.sessions_page import handle_sessions, is_sessions_path
 
 Handler = Callable[[web.Request, Services], Awaitable[web.StreamResponse]]
+LOGOUT_HOLD = 120.0  # seconds a logged-out cookie is never cached again (see logout)
 
 
 async def handle_endpoint(
@@ -121,25 +122,45 @@ async def logout(request: web.Request, services: Services) -> web.StreamResponse
     elif _embedded_by_another_site(request):
         raise AccessDeniedError("another site may link to logout, not load it in the background")
     cache = services.auth.cache
+    if credential.from_header:
+        session = await _known_session(services, credential)
+        try:
+            await services.auth.ory.revoke_token(credential)
+        finally:  # even if the client hangs up: Ory may have ended it already
+            cache.evict_key(credential.key)
+            if session is not None:
+                cache.evict_session(session.session_id)
+        return redirect(back or "/")
     session = cache.peek(credential.key)
-    cache.evict_key(credential.key)
+    # The browser ends the session at Ory only when it follows the logout URL: until then
+    # this cookie is looked up at Ory every time, never cached again.
+    cache.evict_key(credential.key, hold=LOGOUT_HOLD)
     if session is not None:
         cache.evict_session(session.session_id)
-    if credential.from_header:
-        await services.auth.ory.revoke_token(credential)
-        return redirect(back or "/")
     landing = back or f"{services.config.server.auth_prefix}/signed-out"
     url = await services.auth.ory.logout_url(credential, origin + landing)
     return redirect(url or back or "/")
 
 
+async def _known_session(services: Services, credential: Credential) -> Session | None:
+    """The credential's session (cached, else asked), so every cached form of it can go."""
+    try:
+        result = await services.auth.lookup(credential)
+    except OryUnavailableError:
+        return None
+    return result if isinstance(result, Session) else None
+
+
 def _embedded_by_another_site(request: web.Request) -> bool:
-    """An `<img src=/_auth/logout>` on a foreign page (logout CSRF); browsers that send no
-    Sec-Fetch-* headers are let through, as are navigations the user can see."""
+    """An `<img>` or hidden `<iframe>` of /_auth/logout on a foreign page (logout CSRF).
+    A top-level navigation (a link the user followed) is let through, as are browsers
+    that send no Sec-Fetch-* headers."""
     headers = request.headers
+    if headers.get("Sec-Fetch-Site") != "cross-site":
+        return False
     return (
-        headers.get("Sec-Fetch-Site") == "cross-site"
-        and headers.get("Sec-Fetch-Mode", "navigate") != "navigate"
+        headers.get("Sec-Fetch-Mode", "navigate") != "navigate"
+        or headers.get("Sec-Fetch-Dest", "document") != "document"
     )
 
 

@@ -88,13 +88,13 @@ def build_upstream_headers(
         dropped = dropped | {"authorization"}
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
+        if not value.isascii():  # before dropping: the Cookie header is rebuilt, not copied
+            _check_utf8(name, value)
         normal = normalise_name(name)
         if normal in dropped:
             continue
         if "_" in name and normal in PATH_OVERRIDES:
             continue  # only the dash spelling from a trusted proxy counts
-        if not value.isascii():
-            _check_utf8(name, value)
         out.add(name, value)
     if cookie_header:
         out["Cookie"] = cookie_header

@@ -107,8 +107,10 @@ def _check_utf8(path: str) -> None:
 
 
 def encode_path(text: str) -> str:
-    """A configured path as requests spell it: non-ASCII as upper-case UTF-8 escapes."""
-    return quote(text, safe="".join(chr(code) for code in range(0x21, 0x7F)))
+    """A configured path as canonical_path spells requests: what it keeps raw stays raw
+    (plus `*` for globs), everything else (non-ASCII, `{`, `|`, …) as upper-case UTF-8
+    escapes, so a route matches every spelling of its path."""
+    return quote(text, safe="/*!$&'()+,=:@-._~")
 
 
 def _describe_char(char: str) -> str:

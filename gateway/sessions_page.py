@@ -91,8 +91,14 @@ async def revoke_others(
     """Ory `DELETE /sessions`, then every other cached session of this identity goes."""
     credential, session = current
     await _check_csrf(request, services, credential, session)
-    count = await services.auth.ory.revoke_other_sessions(credential)
-    services.auth.cache.evict_identity(session.identity_id, keep_session=session.session_id)
+    cache = services.auth.cache
+    cache.evict_identity(session.identity_id, keep_session=session.session_id)
+    try:
+        count = await services.auth.ory.revoke_other_sessions(credential)
+    finally:
+        # Again, and even if the client hangs up meanwhile (handler cancellation): once Ory
+        # may have revoked them, nothing cached before or during the call may serve them.
+        cache.evict_identity(session.identity_id, keep_session=session.session_id)
     if is_form(request):
         return redirect(f"{services.config.server.auth_prefix}/sessions?revoked={count}")
     return json_response({"revoked": count})
@@ -111,8 +117,12 @@ async def revoke_one(
             "this is the current session: sign out with "
             f"{services.config.server.auth_prefix}/logout instead"
         )
-    await services.auth.ory.revoke_session(credential, target)
-    services.auth.cache.evict_session(target)
+    cache = services.auth.cache
+    cache.evict_session(target)
+    try:
+        await services.auth.ory.revoke_session(credential, target)
+    finally:
+        cache.evict_session(target)  # as in revoke_others: whatever happens to this handler
     if is_form(request):
         return redirect(f"{services.config.server.auth_prefix}/sessions?revoked=1")
     response = web.Response(status=204)

@@ -21,6 +21,7 @@ log = logging.getLogger("gateway.siblings")
 
 _SEPARATOR = "\x00"
 _MAX_DATAGRAM = 4096
+BUFFER = 4 * 1024 * 1024
 
 
 class Siblings:
@@ -32,6 +33,10 @@ class Siblings:
         self._outboxes = [outbox for _, outbox in pairs]
         for sock in self._inboxes + self._outboxes:
             sock.setblocking(False)
+            # Room for thousands of evictions while a sibling is busy (the default fits
+            # a few hundred); a full buffer is logged, and that sibling falls back to ttl.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER)
         self._me: int | None = None
 
     def adopt(self, index: int) -> None:

@@ -158,20 +158,46 @@ async def test_cross_site_logout_post_is_refused(stack: Stack) -> None:
     assert (await stack.client.get("/app", headers=stack.cookie(cookie))).status == 200
 
 
-async def test_logout_embedded_by_another_site_is_refused(stack: Stack) -> None:
-    """Logout CSRF: `<img src="https://app/_auth/logout">` on a foreign page."""
+@pytest.mark.parametrize(
+    "embedding",
+    [
+        pytest.param({"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors",
+                      "Sec-Fetch-Dest": "image"}, id="img"),
+        pytest.param({"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate",
+                      "Sec-Fetch-Dest": "iframe"}, id="hidden-iframe"),
+    ],
+)
+async def test_logout_embedded_by_another_site_is_refused(
+    stack: Stack, embedding: dict[str, str]
+) -> None:
+    """Logout CSRF: `<img>` or a hidden `<iframe>` of /_auth/logout on a foreign page."""
     cookie, _ = stack.login()
     assert (await stack.client.get("/app", headers=stack.cookie(cookie))).status == 200
-    image = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors",
-             "Sec-Fetch-Dest": "image"}
     response = await stack.client.get(
-        "/_auth/logout", headers={**stack.cookie(cookie), **image}, allow_redirects=False
+        "/_auth/logout", headers={**stack.cookie(cookie), **embedding}, allow_redirects=False
     )
     assert response.status == 403
     assert stack.ory.calls.get("GET /self-service/logout/browser", 0) == 0
     calls = stack.ory.calls["GET /sessions/whoami"]
     assert (await stack.client.get("/app", headers=stack.cookie(cookie))).status == 200
     assert stack.ory.calls["GET /sessions/whoami"] == calls  # still cached: nothing evicted
+
+
+async def test_request_between_logout_and_ory_finishing_it_is_not_cached(stack: Stack) -> None:
+    """The browser ends the session at Ory only when it follows the logout URL; a request
+    in between (another tab) must not put the session back in the cache."""
+    cookie, _ = stack.login()
+    assert (await stack.client.get("/app", headers=stack.cookie(cookie))).status == 200
+    logout = await stack.client.get(
+        "/_auth/logout", headers=stack.cookie(cookie), allow_redirects=False
+    )
+    assert (await stack.client.get("/app", headers=stack.cookie(cookie))).status == 200
+    async with stack.client.session.get(
+        logout.headers["Location"], headers=stack.cookie(cookie), allow_redirects=False
+    ) as done:
+        assert done.status == 303  # Ory ended the session
+    after = await stack.client.get("/app", headers={**stack.cookie(cookie), **API})
+    assert after.status == 401
 
 
 async def test_logout_link_followed_from_another_site_works(stack: Stack) -> None:

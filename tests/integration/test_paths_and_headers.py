@@ -198,3 +198,21 @@ async def test_header_value_that_is_not_utf8_is_refused_not_altered(stack: Stack
     assert response.status == 400
     assert b"X-Name header is not valid UTF-8" in response.body
     assert stack.upstream.seen == []
+
+
+@pytest.mark.parametrize(
+    ("target", "header", "status"),
+    [
+        pytest.param("/public/x", b"Cookie: ory_kratos_session=caf\xe9", 400, id="session-cookie"),
+        pytest.param("/public/x", b"Cookie: theme=caf\xe9", 400, id="other-cookie"),
+        pytest.param("/public/x", b"X-Session-Token: caf\xe9", 400, id="token"),
+        pytest.param("/_auth/whoami", b"Cookie: ory_kratos_session=caf\xe9", 401, id="whoami"),
+    ],
+)
+async def test_credential_or_cookie_that_is_not_utf8_gets_a_4xx_never_a_500(
+    stack: Stack, target: str, header: bytes, status: int
+) -> None:
+    head = get(target, API).replace(b"\r\n\r\n", b"\r\n" + header + b"\r\n\r\n")
+    response = await raw_request(stack.client.port or 0, head)
+    assert response.status == status
+    assert stack.upstream.seen == []

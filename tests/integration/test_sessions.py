@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
+import aiohttp
 import pytest
 from ory_client.models import Session as OrySession
 
+from gateway.context import SERVICES
 from tests.conftest import Stack
 
 API = {"Accept": "application/json"}
@@ -214,3 +217,51 @@ async def test_malformed_form_gets_a_clear_4xx_and_changes_nothing(
     )
     assert response.status == status, await response.text()
     assert (await stack.client.get("/app", headers=stack.cookie(cookie2))).status == 200
+
+
+async def test_revocation_holds_even_if_the_handler_is_cancelled_after_ory_acted(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client hangs up (handler cancellation) after Ory revoked but before the
+    gateway's own bookkeeping: the revoked session must still stop at once."""
+    cookie1, _, cookie2, id2 = two_sessions(stack)
+    assert (await stack.client.get("/app", headers=stack.cookie(cookie2))).status == 200  # cached
+    services = stack.client.app[SERVICES]
+
+    async def revoked_then_cancelled(credential: object, session_id: str) -> None:
+        # Meanwhile the other device makes a request, caching its still-valid session …
+        assert (await stack.client.get("/app", headers=stack.cookie(cookie2))).status == 200
+        stack.ory.revoke_session(session_id)  # … then Ory revokes it …
+        raise asyncio.CancelledError  # … and then the client went away
+
+    monkeypatch.setattr(services.auth.ory, "revoke_session", revoked_then_cancelled)
+    with pytest.raises(aiohttp.ServerDisconnectedError):  # the handler was cancelled
+        await stack.client.delete(
+            f"/_auth/sessions/{id2}",
+            headers={**stack.cookie(cookie1), "Origin": stack.origin, **API},
+        )
+    monkeypatch.undo()
+    after = await stack.client.get("/app", headers={**stack.cookie(cookie2), **API})
+    assert after.status == 401
+
+
+async def test_form_read_whole_when_it_arrives_in_pieces(stack: Stack) -> None:
+    cookie1, _, cookie2, _ = two_sessions(stack)
+    page = await stack.client.get("/_auth/sessions", headers={**stack.cookie(cookie1), **BROWSER})
+    body = f"csrf_token={csrf_token(await page.text())}".encode()
+    host = f"127.0.0.1:{stack.client.port}"
+    head = (f"POST /_auth/sessions/revoke-others HTTP/1.1\r\nHost: {host}\r\n"
+            f"Origin: {stack.origin}\r\nCookie: ory_kratos_session={cookie1}\r\n"
+            f"Content-Type: {URLENCODED}\r\nTransfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n").encode()
+    half = len(body) // 2
+    async with asyncio.timeout(5):
+        reader, writer = await asyncio.open_connection("127.0.0.1", stack.client.port)
+        writer.write(head + b"%x\r\n%s\r\n" % (half, body[:half]))
+        await writer.drain()
+        writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body) - half, body[half:]))
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 303"), answer[:200]
+    assert (await stack.client.get("/app", headers={**stack.cookie(cookie2), **API})).status == 401

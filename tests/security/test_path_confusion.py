@@ -122,6 +122,14 @@ path = "/café/**"
 access = "deny"
 
 [[routes]]
+path = "/reports/{tenant}/**"
+access = "deny"
+
+[[routes]]
+path = "/a|b/**"
+access = "deny"
+
+[[routes]]
 path = "/**"
 access = "public"
 """
@@ -137,6 +145,9 @@ access = "public"
         pytest.param("/caf%C3%A9/x", id="utf8-upper"),
         pytest.param("/caf%c3%a9", id="utf8-lower"),
         pytest.param("/%63af%c3%a9/x", id="utf8-with-unreserved-escape"),
+        pytest.param("/reports/%7Btenant%7D/x", id="braces"),
+        pytest.param("/reports/%7btenant%7d", id="braces-lower"),
+        pytest.param("/a%7Cb/x", id="pipe"),
     ],
 )
 async def test_escaped_spelling_of_a_denied_route_is_still_denied(

@@ -469,3 +469,29 @@ async def test_evictions_are_announced_and_applied_by_a_sibling_cache(clock: Fak
     assert told == [("i", "i1", "s1"), ("s", "s3", ""), ("k", b"a".hex(), "")]
     assert echoed == []
     assert [theirs.peek(key.encode()) for key in "abc"] == [None, None, None]
+
+
+async def test_held_key_is_not_stored_until_the_hold_ends(clock: FakeClock) -> None:
+    cache = new_cache(clock, ttl=10)
+    session = make_session()
+    fetch = FakeFetch(session, session, session)
+    await get(cache, b"k", fetch)
+
+    cache.evict_key(b"k", hold=60)
+    await get(cache, b"k", fetch)  # answered, but not kept
+    assert cache.peek(b"k") is None
+    clock.advance(61)
+    await get(cache, b"k", fetch)
+    assert cache.peek(b"k") == session
+    assert len(fetch.calls) == 3
+
+
+async def test_hold_travels_to_sibling_caches(clock: FakeClock) -> None:
+    mine, theirs = new_cache(clock), new_cache(clock)
+    told: list[tuple[str, str, str]] = []
+    mine.announce = told.append
+    mine.evict_key(b"k", hold=60)
+    for eviction in told:
+        theirs.apply(eviction)
+    await get(theirs, b"k", FakeFetch(make_session()))
+    assert theirs.peek(b"k") is None
