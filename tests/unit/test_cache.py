@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.cache import Fetch, SessionCache
+from gateway.cache import REFRESH_AHEAD, Fetch, SessionCache
 from gateway.errors import OryUnavailableError
 from gateway.ory import STEP_UP_REQUIRED, UNAUTHENTICATED, WhoamiResult
 from gateway.session import Session
@@ -76,27 +76,28 @@ async def test_hit_within_ttl_does_not_fetch_again(clock: FakeClock) -> None:
     assert fetch.calls == [False, False]
 
 
-async def test_hit_in_last_fifth_of_ttl_refreshes_in_background(clock: FakeClock) -> None:
+async def test_hit_just_before_expiry_refreshes_in_background(clock: FakeClock) -> None:
     """Refresh ahead: served at once from the cache, refreshed by one background call, so
-    busy sessions never expire together; nothing is served past its ttl."""
+    busy sessions do not all stall at expiry; nothing is served past its ttl."""
     cache = new_cache(clock, ttl=10)
+    ahead = 10 * REFRESH_AHEAD
     old, new = make_session("s1", "i1", aal="aal1"), make_session("s1", "i1", aal="aal2")
     fetch = FakeFetch(old, new)
     await get(cache, b"k", fetch)
 
-    clock.advance(7.9)
+    clock.advance(10 - ahead - 0.01)
     assert await get(cache, b"k", fetch) == old
-    assert fetch.calls == [False]  # before the last fifth: no refresh
+    assert fetch.calls == [False]  # before the window: no refresh
 
-    clock.advance(0.2)
+    clock.advance(0.02)
     release = fetch.hold()
     assert await get(cache, b"k", fetch) == old  # served without waiting for Ory
     assert await get(cache, b"k", fetch) == old  # one refresh in flight, not two
-    async with asyncio.timeout(WAIT):
-        await fetch.started.wait()
+    refreshing = list(cache._inflight.values())
     release.set()
-    clock.advance(2.0)  # past the old entry's ttl: only the refreshed one may answer
-    assert await get(cache, b"k", fetch) == new
+    async with asyncio.timeout(WAIT):
+        await asyncio.gather(*refreshing)
+    assert cache.peek(b"k") == new  # replaced before the old entry expired
     assert fetch.calls == [False, False]
 
 
@@ -116,7 +117,7 @@ async def test_failed_background_refresh_changes_nothing(clock: FakeClock) -> No
     session = make_session()
     fetch = FakeFetch(session, OryUnavailableError(), session)
     await get(cache, b"k", fetch)
-    clock.advance(9)
+    clock.advance(10 - 10 * REFRESH_AHEAD / 2)
     assert await get(cache, b"k", fetch) == session
     refreshing = list(cache._inflight.values())
     assert len(refreshing) == 1
