@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from types import TracebackType
+from typing import Any
 
 TICK = 0.05
 
@@ -22,7 +23,7 @@ class Deadline:
 
     __slots__ = ("_cancelling", "_task", "_watchdog", "expired", "when")
 
-    def __init__(self, watchdog: Watchdog, task: asyncio.Task[object], when: float) -> None:
+    def __init__(self, watchdog: Watchdog, task: asyncio.Task[Any], when: float) -> None:
         self._watchdog = watchdog
         self._task = task
         self._cancelling = task.cancelling()
@@ -60,9 +61,10 @@ class Watchdog:
         self._pending: set[Deadline] = set()
         self._timer: asyncio.TimerHandle | None = None
 
-    def within(self, seconds: float) -> Deadline:
-        """A deadline `seconds` from now for the current task."""
-        task = asyncio.current_task()
+    def within(self, seconds: float, task: asyncio.Task[Any] | None = None) -> Deadline:
+        """A deadline `seconds` from now for `task` (default: the current task; pass it when
+        known, e.g. aiohttp's `request.task`: looking it up costs more than the rest)."""
+        task = task or asyncio.current_task()
         if task is None:
             raise RuntimeError("Watchdog.within outside a task")
         return Deadline(self, task, time.monotonic() + seconds)

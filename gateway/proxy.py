@@ -53,7 +53,7 @@ async def forward(
 ) -> web.StreamResponse:
     """Send the request upstream and stream the answer; 502/504 only before it starts."""
     try:
-        with watchdog.within(answer_within) as deadline:
+        with watchdog.within(answer_within, request.task) as deadline:
             body = _request_body(request, deadline, answer_within) if request.body_exists else None
             upstream = await http.request(
                 request.method, url, headers=headers, data=body, allow_redirects=False
