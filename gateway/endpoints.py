@@ -129,14 +129,14 @@ async def logout(request: web.Request, services: Services) -> web.StreamResponse
         finally:  # even if the client hangs up: Ory may have ended it already
             cache.evict_key(credential.key)
             if session is not None:
-                cache.evict_session(session.session_id)
+                cache.evict_session(session.session_id, session.identity_id)
         return redirect(back or "/")
     session = cache.peek(credential.key)
     # The browser ends the session at Ory only when it follows the logout URL: until then
     # this cookie is looked up at Ory every time, never cached again.
     cache.evict_key(credential.key, hold=LOGOUT_HOLD)
     if session is not None:
-        cache.evict_session(session.session_id)
+        cache.evict_session(session.session_id, session.identity_id)
     landing = back or f"{services.config.server.auth_prefix}/signed-out"
     url = await services.auth.ory.logout_url(credential, origin + landing)
     return redirect(url or back or "/")

@@ -7,6 +7,8 @@ only the handful of fields the gateway needs, with clear failure when they are u
 from __future__ import annotations
 
 import json
+import math
+import struct
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -134,3 +136,68 @@ def parse_session(
         expires_at=expires_at,
         headers=tuple(headers),
     )
+
+
+
+# A cached session is one bytes object, not a tuple of string objects: every Python string
+# costs ~50 bytes of its own, and 100 000 cached sessions must stay under 100 MB
+# (bench/cache_memory.py). Layout: fresh_until, authenticated_at and expires_at (NaN: none)
+# as doubles, a flags byte, then session id, identity id, email, aal and the identity
+# headers' names and values, joined by NUL. A header value equal to the identity id or the
+# email (so both default headers) is stored as a one-character reference to it.
+_PACKED = struct.Struct("<dddB")
+_FRESH_UNTIL = struct.Struct("<d")
+_HAS_EMAIL = 1
+_IDENTITY_ID, _EMAIL = "\x01", "\x02"  # references; never part of a header-safe value
+_RESERVED = frozenset("\x00\x01\x02")
+
+
+def pack(session: Session, fresh_until: float) -> bytes | None:
+    """The cache's form of a session; None if a field holds NUL, \\x01 or \\x02 (no real
+    session does; such a session is simply not cached)."""
+    email = session.email
+    fields = [session.session_id, session.identity_id, email or "", session.aal]
+    if any(not _RESERVED.isdisjoint(field) for field in fields):
+        return None
+    for name, value in session.headers:
+        if value == session.identity_id:
+            value = _IDENTITY_ID
+        elif value == email:
+            value = _EMAIL
+        elif not _RESERVED.isdisjoint(value):
+            return None
+        fields += (name, value)
+    expires_at = math.nan if session.expires_at is None else session.expires_at
+    flags = _HAS_EMAIL if email is not None else 0
+    head = _PACKED.pack(fresh_until, session.authenticated_at, expires_at, flags)
+    # surrogatepass: JSON strings may hold lone surrogates, and must come back unchanged.
+    return head + "\x00".join(fields).encode("utf-8", "surrogatepass")
+
+
+def packed_fresh_until(packed: bytes) -> float:
+    """When a packed session stops being fresh, without unpacking the rest."""
+    fresh_until: float = _FRESH_UNTIL.unpack_from(packed)[0]
+    return fresh_until
+
+
+def unpack(packed: bytes) -> Session:
+    """The Session that `pack` stored (on every cache hit: C calls, no Python loop)."""
+    _, authenticated_at, expires_at, flags = _PACKED.unpack_from(packed)
+    text = packed[_PACKED.size:].decode("utf-8", "surrogatepass")
+    session_id, identity_id, email, aal, *rest = text.split("\x00", 4)
+    headers: tuple[tuple[str, str], ...] = ()
+    if rest:
+        flat = iter(rest[0].replace(_IDENTITY_ID, identity_id).replace(_EMAIL, email)
+                    .split("\x00"))
+        headers = tuple(zip(flat, flat, strict=True))
+    return tuple.__new__(Session, (  # Session(...) with keywords costs 4x as much
+        session_id, identity_id, email if flags & _HAS_EMAIL else None, aal,
+        authenticated_at, None if math.isnan(expires_at) else expires_at, headers,
+    ))
+
+
+def packed_ids(packed: bytes) -> tuple[str, str]:
+    """(session id, identity id) of a packed session: all that eviction needs."""
+    session_id, identity_id, _ = packed[_PACKED.size:].split(b"\x00", 2)
+    return (session_id.decode("utf-8", "surrogatepass"),
+            identity_id.decode("utf-8", "surrogatepass"))

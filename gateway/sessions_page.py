@@ -118,11 +118,12 @@ async def revoke_one(
             f"{services.config.server.auth_prefix}/logout instead"
         )
     cache = services.auth.cache
-    cache.evict_session(target)
+    cache.evict_session(target, session.identity_id)
     try:
         await services.auth.ory.revoke_session(credential, target)
     finally:
-        cache.evict_session(target)  # as in revoke_others: whatever happens to this handler
+        # As in revoke_others: whatever happens to this handler.
+        cache.evict_session(target, session.identity_id)
     if is_form(request):
         return redirect(f"{services.config.server.auth_prefix}/sessions?revoked=1")
     response = web.Response(status=204)

@@ -283,7 +283,7 @@ async def test_max_entries_evicts_least_recently_used(clock: FakeClock) -> None:
     assert len(cache) == 3
     assert cache.peek(b"b") is None
     assert [cache.peek(key.encode()) for key in "acd"] == [sessions[key] for key in "acd"]
-    assert cache.evict_session("s-b") == 0
+    assert cache.evict_session("s-b", "i-b") == 0
     assert cache.evict_identity("i-b") == 0
 
 
@@ -330,7 +330,7 @@ async def test_evict_session_forgets_every_credential_of_it(clock: FakeClock) ->
     await _cached(cache, b"token", session)
     await _cached(cache, b"other", other)
 
-    assert cache.evict_session("s1") == 2
+    assert cache.evict_session("s1", "i1") == 2
 
     assert (cache.peek(b"cookie"), cache.peek(b"token"), cache.peek(b"other")) == (
         None, None, other
@@ -386,7 +386,7 @@ async def test_eviction_during_refetch_does_not_store_the_stale_result(
         if evict == "key":
             assert cache.evict_key(b"k") == 1
         else:
-            assert cache.evict_session("s1") == 1
+            assert cache.evict_session("s1", "i1") == 1
         release.set()
         assert await waiter == session  # asked before the eviction: the waiter is answered
 
@@ -421,7 +421,7 @@ async def test_revocation_during_first_fetch_does_not_store_the_result(
     async with asyncio.timeout(WAIT):
         waiter = asyncio.create_task(cache.get(b"k", fetch))
         await fetch.started.wait()
-        cache.evict_session("s1")
+        cache.evict_session("s1", "i1")
         release.set()
         await waiter
 
@@ -462,12 +462,12 @@ async def test_evictions_are_announced_and_applied_by_a_sibling_cache(clock: Fak
         await _cached(cache, b"c", s3)
 
     mine.evict_identity("i1", keep_session="s1")
-    mine.evict_session("s3")
+    mine.evict_session("s3", "i2")
     mine.evict_key(b"a")
     for eviction in told:
         theirs.apply(eviction)
 
-    assert told == [("i", "i1", "s1"), ("s", "s3", ""), ("k", b"a".hex(), "")]
+    assert told == [("i", "i1", "s1"), ("s", "s3", "i2"), ("k", b"a".hex(), "")]
     assert echoed == []
     assert [theirs.peek(key.encode()) for key in "abc"] == [None, None, None]
 
