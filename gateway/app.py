@@ -21,11 +21,12 @@ from gateway.csrf import CsrfSigner
 from gateway.logs import install_log_redaction
 from gateway.ory import HttpOryClient, OryClient
 from gateway.pipeline import handle_request
-from gateway.proxy import AsSentRequest
+from gateway.proxy import AsSentRequest, Upstream
 from gateway.redirects import LoopGuard
 from gateway.respond import Responder
 from gateway.routes import RouteTable
 from gateway.siblings import Siblings
+from gateway.upstream import UpstreamPool
 
 
 def build_app(
@@ -84,7 +85,9 @@ def _http_clients(
             cookie_jar=aiohttp.DummyCookieJar(),
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=60),
         )
-        services.upstream_http = upstream
+        url = config.upstream.url
+        pool = UpstreamPool(url) if UpstreamPool.serves(url) else None
+        services.upstream = Upstream(url, upstream, pool)
         services.auth.ory = ory or HttpOryClient(
             ory_http,
             base_url=config.ory.url,
@@ -97,6 +100,8 @@ def _http_clients(
             yield
         finally:
             services.watchdog.close()
+            if pool is not None:
+                pool.close()
             await upstream.close()
             await ory_http.close()
 

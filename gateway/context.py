@@ -6,7 +6,6 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 from aiohttp import web
 
 from gateway.access import Authenticator
@@ -16,6 +15,7 @@ from gateway.csrf import CsrfSigner
 from gateway.deadlines import Watchdog
 from gateway.headers import normalise_name
 from gateway.paths import RequestTarget
+from gateway.proxy import Upstream
 from gateway.redirects import LOOP_COOKIE
 from gateway.respond import Responder, Situation, is_browser_navigation
 from gateway.routes import RouteTable
@@ -31,7 +31,7 @@ class Services:
     responder: Responder
     csrf: CsrfSigner
     clock: Callable[[], float]
-    upstream_http: aiohttp.ClientSession | None = None  # set in cleanup_ctx
+    upstream: Upstream | None = None  # set in cleanup_ctx
     strip: frozenset[str] = frozenset()  # normalised identity header names
     watchdog: Watchdog = field(default_factory=Watchdog)  # upstream answer deadlines
 

@@ -79,14 +79,15 @@ async def _proxy(
     ):
         raise AccessDeniedError("cross-site WebSocket upgrade refused")
     headers = upstream_headers(request, services, session, credential, cookies)
-    url = upstream_url(services.config.upstream.url, target.path_qs)
-    http = services.upstream_http
-    assert http is not None  # noqa: S101 - set by the app's cleanup_ctx before serving
+    upstream = services.upstream
+    assert upstream is not None  # noqa: S101 - set by the app's cleanup_ctx before serving
     timeout = services.config.upstream.timeout
     if websocket:
-        return await bridge(request, http, url, headers, answer_within=timeout)
+        url = upstream_url(upstream.base, target.path_qs)
+        return await bridge(request, upstream.http, url, headers, answer_within=timeout)
     return await forward(
-        request, http, url, headers, answer_within=timeout, watchdog=services.watchdog
+        request, upstream, target.path_qs, headers, answer_within=timeout,
+        watchdog=services.watchdog,
     )
 
 

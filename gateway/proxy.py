@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
+from typing import NamedTuple
 
 import aiohttp
 from aiohttp import web
@@ -19,10 +20,12 @@ from yarl import URL
 from gateway.deadlines import Deadline, Watchdog
 from gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.headers import response_headers
+from gateway.upstream import UpstreamAnswer, UpstreamPool
 
 log = logging.getLogger("gateway.proxy")
 
 CHUNK = 64 * 1024
+Answer = aiohttp.ClientResponse | UpstreamAnswer  # the same head and body stream, either way
 # aiohttp adds these when absent; a transparent proxy must not.
 SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _SKIPPED: CIMultiDict[None] = CIMultiDict((name, None) for name in SKIP_AUTO_HEADERS)
@@ -42,22 +45,39 @@ def upstream_url(base: str, path_qs: str) -> URL:
     return URL(base + path_qs, encoded=True)
 
 
+class Upstream(NamedTuple):
+    """How the app is reached: the lean pool for bodiless requests to an http:// app,
+    aiohttp's ClientSession for the rest."""
+
+    base: str  # `upstream.url`
+    http: aiohttp.ClientSession
+    pool: UpstreamPool | None
+
+
 async def forward(
     request: web.Request,
-    http: aiohttp.ClientSession,
-    url: URL,
+    upstream: Upstream,
+    path_qs: str,
     headers: CIMultiDict[str],
     *,
     answer_within: float,
     watchdog: Watchdog,
 ) -> web.StreamResponse:
     """Send the request upstream and stream the answer; 502/504 only before it starts."""
+    answer: Answer
     try:
         with watchdog.within(answer_within, request.task) as deadline:
-            body = _request_body(request, deadline, answer_within) if request.body_exists else None
-            upstream = await http.request(
-                request.method, url, headers=headers, data=body, allow_redirects=False
-            )
+            if upstream.pool is not None and not request.body_exists:
+                answer = await upstream.pool.request(request.method, path_qs, headers)
+            else:
+                body = (
+                    _request_body(request, deadline, answer_within)
+                    if request.body_exists else None
+                )
+                answer = await upstream.http.request(
+                    request.method, upstream_url(upstream.base, path_qs), headers=headers,
+                    data=body, allow_redirects=False,
+                )
     except TimeoutError:
         raise UpstreamTimeoutError() from None
     except (aiohttp.ClientError, OSError) as exc:
@@ -65,9 +85,9 @@ async def forward(
             raise ConnectionResetError("client went away during the upload") from None
         raise UpstreamUnavailableError(type(exc).__name__) from None
     try:
-        return await _relay(request, upstream)
+        return await _relay(request, answer)
     finally:
-        upstream.release()
+        answer.release()
 
 
 async def _request_body(
@@ -79,7 +99,7 @@ async def _request_body(
         yield chunk
 
 
-async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+async def _relay(request: web.Request, upstream: Answer) -> web.StreamResponse:
     headers = response_headers(upstream.headers)
     if _already_complete(request, upstream):
         return _whole(upstream, headers)
@@ -100,7 +120,7 @@ async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.
     return response
 
 
-def _already_complete(request: web.Request, upstream: aiohttp.ClientResponse) -> bool:
+def _already_complete(request: web.Request, upstream: Answer) -> bool:
     """The whole body arrived with the headers (most small answers): send both at once."""
     return (
         upstream.content.is_eof()
@@ -110,7 +130,7 @@ def _already_complete(request: web.Request, upstream: aiohttp.ClientResponse) ->
     )
 
 
-def _whole(upstream: aiohttp.ClientResponse, headers: CIMultiDict[str]) -> web.Response:
+def _whole(upstream: Answer, headers: CIMultiDict[str]) -> web.Response:
     """One write for headers and body: no wait (the body is in memory), one syscall fewer."""
     try:
         body = upstream.content.read_nowait()  # all of it: the stream is at EOF

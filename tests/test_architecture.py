@@ -15,6 +15,7 @@ LAYERS = {
     "config": 1, "paths": 1, "headers": 1,
     "routes": 2, "session": 2, "credentials": 2, "redirects": 2, "csrf": 3, "devices": 3,
     "ory": 3, "cache": 4, "access": 5, "siblings": 5, "respond": 5, "explain": 5,
+    "upstream": 5,
     "proxy": 6, "websocket": 6, "context": 6, "accesslog": 6,
     "sessions_page": 7, "endpoints": 8, "pipeline": 9, "app": 10, "sampleapp": 0,
     "server": 11, "demo": 12, "cli": 13, "__main__": 14, "__init__": 0,

@@ -1,0 +1,298 @@
+"""The lean upstream client (gateway.upstream): exact request heads, keep-alive reuse, and
+every way a kept-alive connection can go wrong, against a scripted raw HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from gateway.errors import BadRequestError
+from gateway.upstream import KEEPALIVE, UpstreamPool, _request_head
+from tests.unit.fakes import FakeClock
+
+WAIT = 5.0
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class ScriptedUpstream:
+    """Answers the n-th request (over all connections) with `script[n]`: bytes to send, or
+    "close" to close that connection without answering. Records every request head."""
+
+    def __init__(self, *script: bytes | str) -> None:
+        self.script = list(script)
+        self.heads: list[tuple[int, bytes]] = []  # (connection number, request head)
+        self.connections = 0
+        self.closed: set[int] = set()  # connections the client closed
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        self.writers.append(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.heads.append((number, head))
+                answer = self.script.pop(0) if self.script else OK
+                if answer == "close":
+                    break
+                assert isinstance(answer, bytes)
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.closed.add(number)
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[ScriptedUpstream]:
+    server = ScriptedUpstream()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def pool(upstream: ScriptedUpstream, clock: FakeClock) -> AsyncIterator[UpstreamPool]:
+    pool = UpstreamPool(f"http://127.0.0.1:{upstream.port}/base/", clock=clock)
+    yield pool
+    pool.close()
+
+
+async def fetch(pool: UpstreamPool, method: str = "GET", path: str = "/p",
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    async with asyncio.timeout(WAIT):
+        answer = await pool.request(method, path, headers or {})
+        try:
+            return answer.status, await answer.content.read()
+        finally:
+            answer.release()
+
+
+async def until(condition: object, *, within: float = WAIT) -> None:
+    async with asyncio.timeout(within):
+        while not condition():  # type: ignore[operator]  # noqa: ASYNC110 - sockets set no Event
+            await asyncio.sleep(0.005)
+
+
+async def test_request_head_is_exactly_what_was_given(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    assert await fetch(pool, path="/p%20q?x=1&y", headers={"X-A": "1", "Cookie": "a=b"}) == (
+        200, b"ok"
+    )
+
+    assert upstream.heads == [(1, (
+        b"GET /base/p%%20q?x=1&y HTTP/1.1\r\n"
+        b"Host: 127.0.0.1:%d\r\nX-A: 1\r\nCookie: a=b\r\n\r\n" % upstream.port
+    ))]
+
+
+async def test_a_given_host_is_sent_instead_of_the_upstreams(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    await fetch(pool, headers={"Host": "app.example.com"})
+
+    assert upstream.heads[0][1].count(b"Host:") == 1
+    assert b"\r\nHost: app.example.com\r\n" in upstream.heads[0][1]
+
+
+@pytest.mark.parametrize(("method", "zero_length"), [
+    ("GET", False), ("HEAD", False), ("OPTIONS", False), ("DELETE", True), ("POST", True),
+])
+async def test_bodiless_methods_that_may_carry_a_body_say_it_is_empty(
+    pool: UpstreamPool, upstream: ScriptedUpstream, method: str, zero_length: bool
+) -> None:
+    if method == "HEAD":
+        upstream.script.append(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    await fetch(pool, method)
+
+    assert (b"\r\nContent-Length: 0\r\n" in upstream.heads[0][1]) is zero_length
+
+
+async def test_sequential_requests_share_one_connection(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    for _ in range(3):
+        assert await fetch(pool) == (200, b"ok")
+
+    assert [number for number, _ in upstream.heads] == [1, 1, 1]
+    assert pool.in_use == 0
+
+
+async def test_head_answer_has_no_body_and_the_connection_stays_usable(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    upstream.script.append(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")  # no body: HEAD
+
+    assert await fetch(pool, "HEAD") == (200, b"")
+    assert await fetch(pool) == (200, b"ok")
+    assert [number for number, _ in upstream.heads] == [1, 1]
+
+
+async def test_informational_answers_before_the_real_one_are_skipped(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    upstream.script.append(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                           + OK)
+
+    assert await fetch(pool) == (200, b"ok")
+
+
+async def test_connection_close_from_the_upstream_is_honoured(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    upstream.script.append(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+
+    await fetch(pool)
+    await fetch(pool)
+
+    assert [number for number, _ in upstream.heads] == [1, 2]
+
+
+async def test_an_answer_released_unread_closes_its_connection(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    upstream.script.append(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+    async with asyncio.timeout(WAIT):
+        answer = await pool.request("GET", "/big", {})
+    answer.release()  # the client left mid-body: the rest must never reach the next request
+
+    assert await fetch(pool) == (200, b"ok")
+    assert [number for number, _ in upstream.heads] == [1, 2]
+    await until(lambda: 1 in upstream.closed)
+    assert pool.in_use == 0
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
+async def test_a_kept_alive_connection_closed_by_the_upstream_is_retried_once(
+    pool: UpstreamPool, upstream: ScriptedUpstream, method: str
+) -> None:
+    empty = b"HTTP/1.1 204 No Content\r\n\r\n"
+    upstream.script += [empty, "close", empty]
+
+    await fetch(pool, method)
+    assert await fetch(pool, method) == (204, b"")  # sent on the closed one, then afresh
+
+    assert [number for number, _ in upstream.heads] == [1, 1, 2]
+
+
+async def test_a_request_that_is_not_idempotent_is_never_sent_twice(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    upstream.script += [OK, "close"]
+    await fetch(pool, "POST")
+
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await fetch(pool, "POST")
+
+    assert len(upstream.heads) == 2
+    assert pool.in_use == 0
+
+
+async def test_a_fresh_connection_closed_without_an_answer_is_not_retried(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    upstream.script.append("close")
+
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await fetch(pool)
+
+    assert len(upstream.heads) == 1
+
+
+async def test_idle_connections_older_than_the_keepalive_are_closed_not_reused(
+    pool: UpstreamPool, upstream: ScriptedUpstream, clock: FakeClock
+) -> None:
+    await fetch(pool)
+    clock.advance(KEEPALIVE + 1)
+
+    await fetch(pool)
+
+    assert [number for number, _ in upstream.heads] == [1, 2]
+    await until(lambda: 1 in upstream.closed)
+
+
+async def test_what_an_idle_connection_receives_is_never_taken_for_an_answer(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    await fetch(pool)
+    idle = pool._idle[0][0]
+    upstream.writers[0].write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+    await until(lambda: bool(idle._buffer))  # the stray answer has reached the idle client
+
+    assert await fetch(pool) == (200, b"ok")
+    assert [number for number, _ in upstream.heads] == [1, 2]
+
+
+async def test_an_answer_that_is_not_http_is_a_client_error(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    upstream.script.append(b"NOT HTTP AT ALL\r\n\r\n")
+
+    with pytest.raises(aiohttp.ClientError):
+        await fetch(pool)
+
+    assert pool.in_use == 0
+    assert await fetch(pool) == (200, b"ok")  # on a new connection
+    assert [number for number, _ in upstream.heads] == [1, 2]
+
+
+async def test_closing_the_pool_closes_idle_connections(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    await fetch(pool)
+
+    pool.close()
+
+    await until(lambda: 1 in upstream.closed)
+
+
+async def test_an_unreachable_upstream_is_an_os_error() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    pool = UpstreamPool(f"http://127.0.0.1:{port}")
+
+    with pytest.raises(ConnectionRefusedError):
+        await fetch(pool)
+
+    assert pool.in_use == 0
+
+
+@pytest.mark.parametrize("value", ["a\r\nX-Evil: 1", "a\nb", "a\rb"])
+def test_a_line_break_in_a_header_is_refused_not_sent(value: str) -> None:
+    with pytest.raises(BadRequestError):
+        _request_head("GET", "/", {"X-A": value}, "h")
+    with pytest.raises(BadRequestError):
+        _request_head("GET", "/", {value: "v"}, "h")
+
+
+def test_only_plain_http_upstreams_are_served() -> None:
+    assert UpstreamPool.serves("http://app:3000")
+    assert not UpstreamPool.serves("https://app")
+    with pytest.raises(ValueError, match="plain http"):
+        UpstreamPool("https://app")
