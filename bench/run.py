@@ -314,7 +314,8 @@ http://{HOST}:{port} {{
 """
 
 
-def gateway_toml(port: int, ory_port: int, upstream_port: int, workers: int, ttl: float) -> str:
+def gateway_toml(port: int, ory_port: int, upstream_port: int, workers: int, ttl: float,
+                 refresh_ahead: float) -> str:
     return f"""\
 default_access = "authenticated"
 
@@ -329,6 +330,7 @@ session_cookie = "{COOKIE}"
 
 [cache]
 ttl = "{ttl:g}s"
+refresh_ahead = "{refresh_ahead:g}s"
 
 [upstream]
 url = "http://{HOST}:{upstream_port}"
@@ -444,7 +446,7 @@ class Stack:
         port = free_port()
         config = self.work / f"gateway-{workers}.toml"
         config.write_text(gateway_toml(port, self.ory_port, self.upstream_port, workers,
-                                       self.args.ttl))
+                                       self.args.ttl, self.args.refresh_ahead))
         # 1 worker: core 0 like every other server; 2 workers: not pinned (both cores).
         cpus = "0" if workers == 1 else "0,1"
         key = f"gw{workers}"
@@ -678,7 +680,8 @@ def machine_summary(stack: Stack, wrk: str, pin: bool) -> str:
         f"rounds: {a.repeats} x every row (interleaved), each {a.warmup} s warm-up + "
         f"{a.duration} s measured; medians shown",
         f"stand-in: whoami latency {a.ory_latency * 1000:g} ms; gateway/floor/nginx cache "
-        f"ttl {a.ttl:g} s; upstream: {stack.upstream_kind}",
+        f"ttl {a.ttl:g} s (gateway refresh_ahead {a.refresh_ahead:g} s); "
+        f"upstream: {stack.upstream_kind}",
         "columns: CPU us/req = utime+stime of the server's processes / requests; whoami/run "
         "= calls the stand-in answered during the measured run; Ory CPU = the stand-in's "
         "CPU, % of one core; cores busy = core 0 / core 1, whole machine",
@@ -779,6 +782,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ory-latency", type=float, default=0.005,
                         help="seconds the stand-in adds to every answer")
     parser.add_argument("--ttl", type=float, default=10.0, help="cache ttl (seconds)")
+    parser.add_argument("--refresh-ahead", type=float, default=0.0, metavar="SECONDS",
+                        help="the gateway's cache.refresh_ahead (default 0: off, as shipped)")
     parser.add_argument("--rows", help="comma-separated subset of the rows, e.g. gw1,floor")
     parser.add_argument("--upstream", choices=("auto", "nginx", "python"), default="auto",
                         help="static upstream: nginx when installed (auto) or the asyncio one")

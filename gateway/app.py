@@ -44,6 +44,7 @@ def build_app(
         ttl=config.cache.ttl,
         max_entries=config.cache.max_entries,
         stale_if_error=config.cache.stale_if_error,
+        refresh_ahead=config.cache.refresh_ahead,
         clock=clock,
     )
     services = Services(

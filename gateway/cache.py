@@ -2,7 +2,8 @@
 
 * keyed by a hash of the credential; lifetime `min(ttl, time left on the session)`;
 * singleflight: concurrent misses for one key share one Ory call;
-* refresh ahead: a hit in the last 5 % of its ttl refreshes the entry in the background;
+* refresh ahead (opt-in): a hit in the last `refresh_ahead` seconds of its ttl refreshes the
+  entry in the background;
 * `stale_if_error`: while Ory is unavailable, an expired entry may serve a little longer;
 * indexed by identity, so revocation and logout evict at once, and the next look-up for an
   evicted credential asks Ory fresh (`Cache-Control: max-age=0`);
@@ -28,7 +29,6 @@ Fetch = Callable[[bool], Awaitable[WhoamiResult]]  # fetch(fresh) -> result
 Eviction = tuple[str, str, str]
 
 
-REFRESH_AHEAD = 0.05
 Key = bytes  # a credential's digest (gateway.credentials.credential_key)
 
 
@@ -81,14 +81,15 @@ class SessionCache:
     """A bounded TTL cache of sessions with singleflight and an eviction index."""
 
     def __init__(
-        self, *, ttl: float, max_entries: int, stale_if_error: float, clock: Clock
+        self, *, ttl: float, max_entries: int, stale_if_error: float, clock: Clock,
+        refresh_ahead: float = 0.0,
     ) -> None:
         self._ttl = ttl
-        # Refresh ahead: a hit in the last 5 % of its ttl is served as usual and refreshes
-        # the entry in the background, so busy sessions do not all stall at expiry (an
-        # "expiry storm" of whoami calls that every request waits behind). Nothing is ever
-        # served past its ttl; a busy session costs at most one whoami per 0.95 x ttl.
-        self._ahead = ttl * REFRESH_AHEAD
+        # Refresh ahead (`cache.refresh_ahead`, off by default): a hit that late in its ttl
+        # is served as usual and refreshes the entry in the background, so a busy session
+        # never waits for Ory at expiry. Nothing is ever served past its ttl, but a busy
+        # session then costs one whoami per (ttl - refresh_ahead), not one per ttl.
+        self._ahead = refresh_ahead
         self._max = max_entries
         self._stale = stale_if_error
         self._clock = clock
@@ -118,7 +119,7 @@ class SessionCache:
             return None
         self._entries.move_to_end(key)
         session = unpack(entry)
-        if now >= fresh_until - self._ahead and key not in self._inflight and (
+        if self._ahead and now >= fresh_until - self._ahead and key not in self._inflight and (
             session.expires_at is None or fresh_until < session.expires_at
         ):
             self._start_fetch(key, fetch)

@@ -203,6 +203,7 @@ class CacheConfig:
     ttl: float = _parsed(10.0, parse_duration, "longest a session is trusted without Ory")
     max_entries: int = _parsed(100_000, _positive_int, "most sessions kept in memory")
     stale_if_error: float = _parsed(0.0, parse_duration, "grace past ttl while Ory is down")
+    refresh_ahead: float = _parsed(0.0, parse_duration, "refresh a session in use this early")
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +305,9 @@ def load_config(
         except ValueError as exc:
             problems.add("default_access", str(exc))
     _check_routes_against_prefix(routes, sections["server"], problems)
+    cache = sections["cache"]
+    if cache.refresh_ahead and cache.refresh_ahead >= cache.ttl:
+        problems.add("cache.refresh_ahead", "must be shorter than cache.ttl")
     server = sections["server"]
     if server.workers > 1 and server.listen.port == 0:
         problems.add("server.workers", "several workers need a fixed port in server.listen")

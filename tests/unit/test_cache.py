@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.cache import REFRESH_AHEAD, Fetch, SessionCache
+from gateway.cache import Fetch, SessionCache
 from gateway.errors import OryUnavailableError
 from gateway.ory import STEP_UP_REQUIRED, UNAUTHENTICATED, WhoamiResult
 from gateway.session import Session
@@ -46,9 +46,11 @@ class FakeFetch:
 
 
 def new_cache(
-    clock: FakeClock, *, ttl: float = 10.0, max_entries: int = 100, stale: float = 0.0
+    clock: FakeClock, *, ttl: float = 10.0, max_entries: int = 100, stale: float = 0.0,
+    ahead: float = 0.0,
 ) -> SessionCache:
-    return SessionCache(ttl=ttl, max_entries=max_entries, stale_if_error=stale, clock=clock)
+    return SessionCache(ttl=ttl, max_entries=max_entries, stale_if_error=stale, clock=clock,
+                        refresh_ahead=ahead)
 
 
 async def get(cache: SessionCache, key: bytes, fetch: Fetch) -> WhoamiResult:
@@ -79,8 +81,8 @@ async def test_hit_within_ttl_does_not_fetch_again(clock: FakeClock) -> None:
 async def test_hit_just_before_expiry_refreshes_in_background(clock: FakeClock) -> None:
     """Refresh ahead: served at once from the cache, refreshed by one background call, so
     busy sessions do not all stall at expiry; nothing is served past its ttl."""
-    cache = new_cache(clock, ttl=10)
-    ahead = 10 * REFRESH_AHEAD
+    ahead = 0.5
+    cache = new_cache(clock, ttl=10, ahead=ahead)
     old, new = make_session("s1", "i1", aal="aal1"), make_session("s1", "i1", aal="aal2")
     fetch = FakeFetch(old, new)
     await get(cache, b"k", fetch)
@@ -101,8 +103,21 @@ async def test_hit_just_before_expiry_refreshes_in_background(clock: FakeClock) 
     assert fetch.calls == [False, False]
 
 
-async def test_no_refresh_ahead_when_the_session_itself_ends_first(clock: FakeClock) -> None:
+async def test_no_refresh_ahead_unless_configured(clock: FakeClock) -> None:
+    """By default a session is asked about at most once per ttl, busy or not."""
     cache = new_cache(clock, ttl=10)
+    session = make_session()
+    fetch = FakeFetch(session, session)
+    await get(cache, b"k", fetch)
+
+    clock.advance(9.99)
+    assert await get(cache, b"k", fetch) == session
+    assert cache._inflight == {}
+    assert fetch.calls == [False]
+
+
+async def test_no_refresh_ahead_when_the_session_itself_ends_first(clock: FakeClock) -> None:
+    cache = new_cache(clock, ttl=10, ahead=1.0)
     session = make_session(expires_at=clock.now + 5)  # entry lives 5 s, capped by expiry
     fetch = FakeFetch(session)
     await get(cache, b"k", fetch)
@@ -113,11 +128,11 @@ async def test_no_refresh_ahead_when_the_session_itself_ends_first(clock: FakeCl
 
 
 async def test_failed_background_refresh_changes_nothing(clock: FakeClock) -> None:
-    cache = new_cache(clock, ttl=10)
+    cache = new_cache(clock, ttl=10, ahead=0.5)
     session = make_session()
     fetch = FakeFetch(session, OryUnavailableError(), session)
     await get(cache, b"k", fetch)
-    clock.advance(10 - 10 * REFRESH_AHEAD / 2)
+    clock.advance(10 - 0.25)
     assert await get(cache, b"k", fetch) == session
     refreshing = list(cache._inflight.values())
     assert len(refreshing) == 1

@@ -87,6 +87,7 @@ def test_defaults_equal_contract_when_text_is_empty() -> None:
     assert config.ory.timeout == 3.0
     assert config.cache.ttl == 10.0
     assert config.cache.max_entries == 100_000
+    assert config.cache.refresh_ahead == 0.0
     assert config.cache.stale_if_error == 0.0
     assert config.upstream.url == "http://127.0.0.1:3000"
     assert config.upstream.timeout == 60.0
@@ -250,6 +251,8 @@ def test_bad_url_is_reported_under_its_key(text: str, key: str) -> None:
         ('[ory]\ntimeout = "0s"', "ory.timeout"),
         ('[cache]\nmax_entries = 0', "cache.max_entries"),
         ('[cache]\nmax_entries = true', "cache.max_entries"),
+        ('[cache]\nttl = "5s"\nrefresh_ahead = "5s"', "cache.refresh_ahead"),
+        ('[cache]\nrefresh_ahead = "-1s"', "cache.refresh_ahead"),
         ('[upstream]\ntimeout = 0', "upstream.timeout"),
         ('[upstream]\npreserve_host = "yes"', "upstream.preserve_host"),
         ('default_access = "everyone"', "default_access"),
@@ -261,6 +264,7 @@ def test_bad_url_is_reported_under_its_key(text: str, key: str) -> None:
         "listen-no-port", "listen-port-range", "bad-cidr", "prefix-trailing-slash",
         "prefix-relative", "prefix-dot-segments", "secret-not-string", "login-path-relative",
         "cookie-name", "ory-timeout-zero", "max-entries-zero", "max-entries-bool",
+        "refresh-ahead-not-shorter-than-ttl", "refresh-ahead-negative",
         "upstream-timeout-zero", "preserve-host-string", "default-access", "section-not-table",
         "identity-headers-not-table", "routes-not-array",
     ],
