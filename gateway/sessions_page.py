@@ -112,7 +112,8 @@ async def revoke_one(
     await _check_csrf(request, services, credential, session)
     if not _UUID.fullmatch(target):
         raise BadRequestError("the session id is not a UUID")
-    if target.lower() == session.session_id.lower():
+    target = target.lower()  # Ory's spelling: the cached session must be found under it
+    if target == session.session_id.lower():
         raise BadRequestError(
             "this is the current session: sign out with "
             f"{services.config.server.auth_prefix}/logout instead"

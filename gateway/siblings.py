@@ -48,7 +48,8 @@ class Siblings:
 
     def tell(self, eviction: Eviction) -> None:
         """Send one eviction to every other worker; never blocks the event loop."""
-        message = _SEPARATOR.join(eviction).encode()
+        # surrogatepass: an id from Ory's JSON may hold a lone surrogate; it must not fail here.
+        message = _SEPARATOR.join(eviction).encode("utf-8", "surrogatepass")
         for position, outbox in enumerate(self._outboxes):
             if position == self._me:
                 continue
@@ -78,6 +79,9 @@ def _drain(inbox: socket.socket, deliver: Callable[[Eviction], None]) -> None:
             message = inbox.recv(_MAX_DATAGRAM)
         except BlockingIOError:
             return
-        parts = message.decode(errors="replace").split(_SEPARATOR)
+        try:
+            parts = message.decode("utf-8", "surrogatepass").split(_SEPARATOR)
+        except UnicodeDecodeError:
+            continue  # not from a sibling: they all encode as above
         if len(parts) == 3:
             deliver((parts[0], parts[1], parts[2]))

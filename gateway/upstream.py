@@ -63,9 +63,9 @@ class UpstreamPool:
 
     def __init__(self, url: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         base = URL(url)
-        if base.scheme != "http" or base.host is None:
+        if base.scheme != "http" or base.raw_host is None:
             raise ValueError(f"not a plain http:// URL: {url!r}")
-        self._host = base.host
+        self._host = base.raw_host  # as written (IDNA-encoded), never re-encoded
         self._port = base.port or 80
         self._authority = base.host_port_subcomponent or self._host  # the default Host
         self._prefix = base.raw_path.rstrip("/")
@@ -73,6 +73,7 @@ class UpstreamPool:
         self._idle: deque[tuple[ResponseHandler, float]] = deque()  # newest on the right
         self._in_use = 0
         self._closed = False
+        self._sweep: asyncio.TimerHandle | None = None
 
     @staticmethod
     def serves(url: str) -> bool:
@@ -95,10 +96,11 @@ class UpstreamPool:
         protocol, reused = await self._connection()
         try:
             return await self._exchange(protocol, method, head)
-        except aiohttp.ServerDisconnectedError:
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
             if not (reused and method in _IDEMPOTENT):
                 raise
-        # The upstream closed a kept-alive connection as we sent on it: once more, afresh.
+        # The upstream closed (or reset) a kept-alive connection as we sent on it: once
+        # more, on a new connection (what aiohttp's ClientSession does too).
         protocol = await self._connect()
         return await self._exchange(protocol, method, head)
 
@@ -106,14 +108,32 @@ class UpstreamPool:
         self._in_use -= 1
         if self._closed or protocol.should_close or not protocol.is_connected():
             protocol.close()
-        else:
-            self._idle.append((protocol, self._clock()))
+            return
+        self._idle.append((protocol, self._clock()))
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(KEEPALIVE, self._swept)
 
     def close(self) -> None:
         """Close every idle connection; those in use close when given back."""
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         while self._idle:
             self._idle.pop()[0].close()
+
+    def _swept(self) -> None:
+        """Close what has idled past the keep-alive even when no request comes to notice
+        (after a burst, say), then look again while any connection is idle."""
+        self._sweep = None
+        self._expire_idle()
+        if self._idle:
+            self._sweep = asyncio.get_running_loop().call_later(KEEPALIVE, self._swept)
+
+    def _expire_idle(self) -> None:
+        oldest_allowed = self._clock() - KEEPALIVE
+        while self._idle and self._idle[0][1] < oldest_allowed:
+            self._idle.popleft()[0].close()  # expired: the upstream may close it any moment
 
     async def _exchange(
         self, protocol: ResponseHandler, method: str, head: bytes
@@ -145,9 +165,7 @@ class UpstreamPool:
 
     async def _connection(self) -> tuple[ResponseHandler, bool]:
         """The newest idle connection still open and young enough, or a new one."""
-        oldest_allowed = self._clock() - KEEPALIVE
-        while self._idle and self._idle[0][1] < oldest_allowed:
-            self._idle.popleft()[0].close()  # expired: the upstream may close it any moment
+        self._expire_idle()
         while self._idle:
             protocol, _ = self._idle.pop()
             # should_close: it also holds anything the upstream sent while the connection

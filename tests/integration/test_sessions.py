@@ -108,6 +108,19 @@ async def test_revoke_one_by_delete_is_204(stack: Stack) -> None:
     assert (await stack.client.get("/app", headers={**stack.cookie(cookie2), **API})).status == 401
 
 
+async def test_revoke_one_spelled_in_upper_case_still_evicts_the_cached_session(
+    stack: Stack,
+) -> None:
+    cookie1, _, cookie2, id2 = two_sessions(stack)
+    assert (await stack.client.get("/app", headers=stack.cookie(cookie2))).status == 200  # cached
+    response = await stack.client.delete(
+        f"/_auth/sessions/{id2.upper()}",
+        headers={**stack.cookie(cookie1), "Origin": stack.origin},
+    )
+    assert response.status == 204
+    assert (await stack.client.get("/app", headers={**stack.cookie(cookie2), **API})).status == 401
+
+
 async def test_revoking_current_session_is_400_pointing_at_logout(stack: Stack) -> None:
     cookie1, id1, _, _ = two_sessions(stack)
     response = await stack.client.delete(

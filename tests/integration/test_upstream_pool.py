@@ -4,6 +4,8 @@ every way a kept-alive connection can go wrong, against a scripted raw HTTP serv
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -18,8 +20,9 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 class ScriptedUpstream:
-    """Answers the n-th request (over all connections) with `script[n]`: bytes to send, or
-    "close" to close that connection without answering. Records every request head."""
+    """Answers the n-th request (over all connections) with `script[n]`: bytes to send,
+    "close" to close that connection without answering, or "reset" to reset it (RST).
+    Records every request head."""
 
     def __init__(self, *script: bytes | str) -> None:
         self.script = list(script)
@@ -52,6 +55,11 @@ class ScriptedUpstream:
                 answer = self.script.pop(0) if self.script else OK
                 if answer == "close":
                     break
+                if answer == "reset":
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
                 assert isinstance(answer, bytes)
                 writer.write(answer)
                 await writer.drain()
@@ -187,11 +195,12 @@ async def test_an_answer_released_unread_closes_its_connection(
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
+@pytest.mark.parametrize("how", ["close", "reset"])
 async def test_a_kept_alive_connection_closed_by_the_upstream_is_retried_once(
-    pool: UpstreamPool, upstream: ScriptedUpstream, method: str
+    pool: UpstreamPool, upstream: ScriptedUpstream, method: str, how: str
 ) -> None:
     empty = b"HTTP/1.1 204 No Content\r\n\r\n"
-    upstream.script += [empty, "close", empty]
+    upstream.script += [empty, how, empty]
 
     await fetch(pool, method)
     assert await fetch(pool, method) == (204, b"")  # sent on the closed one, then afresh
@@ -199,13 +208,14 @@ async def test_a_kept_alive_connection_closed_by_the_upstream_is_retried_once(
     assert [number for number, _ in upstream.heads] == [1, 1, 2]
 
 
+@pytest.mark.parametrize("how", ["close", "reset"])
 async def test_a_request_that_is_not_idempotent_is_never_sent_twice(
-    pool: UpstreamPool, upstream: ScriptedUpstream
+    pool: UpstreamPool, upstream: ScriptedUpstream, how: str
 ) -> None:
-    upstream.script += [OK, "close"]
+    upstream.script += [OK, how]
     await fetch(pool, "POST")
 
-    with pytest.raises(aiohttp.ServerDisconnectedError):
+    with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
         await fetch(pool, "POST")
 
     assert len(upstream.heads) == 2
@@ -245,6 +255,19 @@ async def test_what_an_idle_connection_receives_is_never_taken_for_an_answer(
 
     assert await fetch(pool) == (200, b"ok")
     assert [number for number, _ in upstream.heads] == [1, 2]
+
+
+async def test_idle_connections_are_swept_even_when_no_request_comes(
+    pool: UpstreamPool, upstream: ScriptedUpstream, clock: FakeClock
+) -> None:
+    await fetch(pool)
+    assert pool._sweep is not None  # a sweep is due while anything idles
+    clock.advance(KEEPALIVE + 1)
+
+    pool._swept()  # what the timer does
+
+    await until(lambda: 1 in upstream.closed)
+    assert pool._sweep is None  # nothing idle: nothing to look at again
 
 
 async def test_an_answer_that_is_not_http_is_a_client_error(
@@ -289,6 +312,11 @@ def test_a_line_break_in_a_header_is_refused_not_sent(value: str) -> None:
         _request_head("GET", "/", {"X-A": value}, "h")
     with pytest.raises(BadRequestError):
         _request_head("GET", "/", {value: "v"}, "h")
+
+
+def test_an_international_host_is_connected_to_as_written() -> None:
+    """Decoded to Unicode and encoded again, xn--fa-hia.de would become fass.de."""
+    assert UpstreamPool("http://xn--fa-hia.de:3000")._host == "xn--fa-hia.de"
 
 
 def test_only_plain_http_upstreams_are_served() -> None:
