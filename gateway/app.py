@@ -80,14 +80,18 @@ def _http_clients(
             request_class=AsSentRequest,
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.upstream.timeout),
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+            connector=aiohttp.TCPConnector(
+                limit=0, ttl_dns_cache=60,
+                force_close=config.upstream.keepalive_connections == 0,
+            ),
         )
         ory_http = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),
-            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=60),
+            connector=aiohttp.TCPConnector(limit=config.ory.max_connections, ttl_dns_cache=60),
         )
         url = config.upstream.url
-        pool = UpstreamPool(url) if UpstreamPool.serves(url) else None
+        keep = config.upstream.keepalive_connections
+        pool = UpstreamPool(url, keepalive_connections=keep) if UpstreamPool.serves(url) else None
         services.upstream = Upstream(url, upstream, pool)
         services.auth.ory = ory or HttpOryClient(
             ory_http,

@@ -105,6 +105,12 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+def _whole_number(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number >= 0, got {value!r}")
+    return value
+
+
 def _positive_duration(value: Any) -> float:
     seconds = parse_duration(value)
     if seconds <= 0:
@@ -189,6 +195,7 @@ class OryConfig:
         ("cookie", "session_token"), _credential_sources, "credential sources, in order"
     )
     timeout: float = _parsed(3.0, _positive_duration, "longest wait for an Ory answer")
+    max_connections: int = _parsed(256, _positive_int, "most connections open to Ory at once")
 
     @property
     def browser_base(self) -> str:
@@ -214,6 +221,9 @@ class UpstreamConfig:
                        "the app's base URL")
     timeout: float = _parsed(60.0, _positive_duration, "time to the first byte of the answer")
     preserve_host: bool = _parsed(False, _boolean, "send the client's Host header upstream")
+    keepalive_connections: int = _parsed(
+        128, _whole_number, "idle connections kept open to the app for reuse (0: none)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

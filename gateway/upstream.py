@@ -61,7 +61,10 @@ class UpstreamAnswer:
 class UpstreamPool:
     """Keep-alive connections to one `http://` upstream, opened as needed, closed with it."""
 
-    def __init__(self, url: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, url: str, *, keepalive_connections: int = 128,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         base = URL(url)
         if base.scheme != "http" or base.raw_host is None:
             raise ValueError(f"not a plain http:// URL: {url!r}")
@@ -70,6 +73,7 @@ class UpstreamPool:
         self._authority = base.host_port_subcomponent or self._host  # the default Host
         self._prefix = base.raw_path.rstrip("/")
         self._clock = clock
+        self._most_idle = keepalive_connections  # `upstream.keepalive_connections`
         self._idle: deque[tuple[ResponseHandler, float]] = deque()  # newest on the right
         self._in_use = 0
         self._closed = False
@@ -106,7 +110,8 @@ class UpstreamPool:
 
     def put_back(self, protocol: ResponseHandler) -> None:
         self._in_use -= 1
-        if self._closed or protocol.should_close or not protocol.is_connected():
+        if (self._closed or protocol.should_close or not protocol.is_connected()
+                or len(self._idle) >= self._most_idle):
             protocol.close()
             return
         self._idle.append((protocol, self._clock()))

@@ -7,6 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
+from gateway.context import SERVICES
+from gateway.ory import HttpOryClient
 from tests.conftest import Stack, StackFactory
 from tests.rawhttp import get, raw_request
 
@@ -299,3 +301,31 @@ async def test_bad_path_from_browser_gets_html_page(stack: Stack) -> None:
     )
     assert response.status == 400
     assert (response.header("Content-Type") or "").startswith("text/html")
+
+
+async def test_connection_pools_are_sized_by_config(make_stack: StackFactory) -> None:
+    stack = await make_stack(ory="max_connections = 7", upstream="keepalive_connections = 0")
+    cookie, _ = stack.login()
+    assert (await stack.client.get("/app", headers=stack.cookie(cookie))).status == 200
+
+    services = stack.client.app[SERVICES]
+    ory = services.auth.ory
+    assert isinstance(ory, HttpOryClient)
+    assert ory._http.connector is not None
+    assert ory._http.connector.limit == 7
+    assert services.upstream is not None
+    assert services.upstream.pool is not None
+    assert len(services.upstream.pool._idle) == 0  # nothing kept: keep-alive is off
+    assert services.upstream.http.connector is not None
+    assert services.upstream.http.connector.force_close
+
+
+async def test_upstream_connections_are_kept_alive_by_default(stack: Stack) -> None:
+    cookie, _ = stack.login()
+    for _ in range(3):
+        assert (await stack.client.get("/app", headers=stack.cookie(cookie))).status == 200
+
+    upstream = stack.client.app[SERVICES].upstream
+    assert upstream is not None
+    assert upstream.pool is not None
+    assert len(upstream.pool._idle) == 1  # one connection, reused

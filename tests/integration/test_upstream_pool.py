@@ -180,6 +180,34 @@ async def test_connection_close_from_the_upstream_is_honoured(
     assert [number for number, _ in upstream.heads] == [1, 2]
 
 
+async def test_no_more_idle_connections_are_kept_than_configured(
+    upstream: ScriptedUpstream, clock: FakeClock
+) -> None:
+    pool = UpstreamPool(f"http://127.0.0.1:{upstream.port}", keepalive_connections=1,
+                        clock=clock)
+    async with asyncio.timeout(WAIT):
+        first, second = await asyncio.gather(pool.request("GET", "/a", {}),
+                                             pool.request("GET", "/b", {}))
+    first.release()
+    second.release()
+
+    assert len(pool._idle) == 1
+    await until(lambda: len(upstream.closed) == 1)  # the second one went
+    pool.close()
+
+
+async def test_no_keepalive_at_all_when_configured_so(
+    upstream: ScriptedUpstream, clock: FakeClock
+) -> None:
+    pool = UpstreamPool(f"http://127.0.0.1:{upstream.port}", keepalive_connections=0,
+                        clock=clock)
+    await fetch(pool)
+    await fetch(pool)
+
+    assert [number for number, _ in upstream.heads] == [1, 2]
+    pool.close()
+
+
 async def test_an_answer_released_unread_closes_its_connection(
     pool: UpstreamPool, upstream: ScriptedUpstream
 ) -> None:

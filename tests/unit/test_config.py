@@ -88,6 +88,8 @@ def test_defaults_equal_contract_when_text_is_empty() -> None:
     assert config.cache.ttl == 10.0
     assert config.cache.max_entries == 100_000
     assert config.cache.refresh_ahead == 0.0
+    assert config.ory.max_connections == 256
+    assert config.upstream.keepalive_connections == 128
     assert config.cache.stale_if_error == 0.0
     assert config.upstream.url == "http://127.0.0.1:3000"
     assert config.upstream.timeout == 60.0
@@ -254,6 +256,8 @@ def test_bad_url_is_reported_under_its_key(text: str, key: str) -> None:
         ('[cache]\nttl = "5s"\nrefresh_ahead = "5s"', "cache.refresh_ahead"),
         ('[cache]\nrefresh_ahead = "-1s"', "cache.refresh_ahead"),
         ('[upstream]\ntimeout = 0', "upstream.timeout"),
+        ('[upstream]\nkeepalive_connections = -1', "upstream.keepalive_connections"),
+        ('[ory]\nmax_connections = 0', "ory.max_connections"),
         ('[upstream]\npreserve_host = "yes"', "upstream.preserve_host"),
         ('default_access = "everyone"', "default_access"),
         ("server = 1", "server"),
@@ -265,7 +269,8 @@ def test_bad_url_is_reported_under_its_key(text: str, key: str) -> None:
         "prefix-relative", "prefix-dot-segments", "secret-not-string", "login-path-relative",
         "cookie-name", "ory-timeout-zero", "max-entries-zero", "max-entries-bool",
         "refresh-ahead-not-shorter-than-ttl", "refresh-ahead-negative",
-        "upstream-timeout-zero", "preserve-host-string", "default-access", "section-not-table",
+        "upstream-timeout-zero", "keepalive-negative", "ory-max-connections-zero",
+        "preserve-host-string", "default-access", "section-not-table",
         "identity-headers-not-table", "routes-not-array",
     ],
 )
