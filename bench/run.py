@@ -230,15 +230,7 @@ def nginx_auth_conf(prefix: Path, port: int, ory_port: int, upstream_port: int,
         if cache else ""
     )
     return f"""\
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-{_nginx_temp_paths(prefix)}
-    keepalive_requests 1000000;
+{_nginx_head(prefix)}
 {cache_zone}\
     upstream app {{ server {HOST}:{upstream_port}; keepalive 64; keepalive_requests 1000000; }}
     upstream ory {{ server {HOST}:{ory_port}; keepalive 64; keepalive_requests 1000000; }}
@@ -270,15 +262,7 @@ http {{
 def nginx_static_conf(prefix: Path, port: int) -> str:
     body = ("ok " * (BODY_SIZE // 3 + 1))[:BODY_SIZE]
     return f"""\
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-{_nginx_temp_paths(prefix)}
-    keepalive_requests 1000000;
+{_nginx_head(prefix)}
     server {{
         listen {HOST}:{port};
         location / {{ default_type text/plain; return 200 "{body}"; }}
@@ -287,9 +271,21 @@ http {{
 """
 
 
-def _nginx_temp_paths(prefix: Path) -> str:
+def _nginx_head(prefix: Path) -> str:
+    """What every nginx config here starts with: one worker in the foreground, its files
+    under `prefix`, and an open `http {` block."""
     names = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    return "\n".join(f"    {name}_temp_path {prefix}/{name};" for name in names)
+    temp_paths = "\n".join(f"    {name}_temp_path {prefix}/{name};" for name in names)
+    return f"""\
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+{temp_paths}
+    keepalive_requests 1000000;"""
 
 
 def caddyfile(port: int, ory_port: int, upstream_port: int) -> str:

@@ -32,13 +32,15 @@ Eviction = tuple[str, str, str]
 Key = bytes  # a credential's digest (gateway.credentials.credential_key)
 
 
+_SLOT_MASK = (1 << 60) - 1
+
+
 def _identity_slot(identity_id: str) -> int:
     """The identity index's key: a 60-bit hash, 32 bytes where the id string would take 85
     (bench/cache_memory.py). Two identities may share a slot; eviction checks the real id."""
     return hash(identity_id) & _SLOT_MASK
 
 
-_SLOT_MASK = (1 << 60) - 1
 # identity slot -> the cache key(s) holding it: one key (nearly always) or a set.
 _Index = dict[int, "Key | set[Key]"]
 
