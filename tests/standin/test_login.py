@@ -1,4 +1,5 @@
-"""Browser login, re-authentication and step-up through the stand-in's own page (§7)."""
+"""Browser login, re-authentication and step-up through the stand-in's own page
+(docs/standin.md#browser-login)."""
 
 from __future__ import annotations
 

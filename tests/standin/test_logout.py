@@ -1,4 +1,4 @@
-"""Logout URL, the browser logout itself, and token logout (CONTRACT §6)."""
+"""Logout URL, the browser logout itself, and token logout (docs/standin.md#logout)."""
 
 from __future__ import annotations
 

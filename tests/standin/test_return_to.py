@@ -1,4 +1,5 @@
-"""The §8 allow-list rules, as a table, plus how the endpoints answer a refusal."""
+"""The allow-list rules (docs/standin.md#return_to-allow-list) as a table, plus how the endpoints
+answer a refusal."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`GET /sessions`, `DELETE /sessions`, `DELETE /sessions/{id}` (CONTRACT §3 to §5)."""
+"""`GET /sessions`, `DELETE /sessions`, `DELETE /sessions/{id}` (docs/standin.md#sessions)."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ async def test_revoke_others_counts_them_and_keeps_own(
     assert ory.get_session(current.id).active
     assert ory.get_session(bob_session.id).active
     again = await client.delete("/sessions", headers=cookie_header(current))
-    assert await again.json() == {"count": 2}  # PostgreSQL counts already inactive rows (§4)
+    assert await again.json() == {"count": 2}  # PostgreSQL counts already inactive rows
 
 
 async def test_revoke_others_without_session_is_401(client: Client) -> None:

@@ -1,4 +1,5 @@
-"""`/sessions/whoami` against CONTRACT §2 and the official SDK's models."""
+"""`/sessions/whoami` against Kratos' schema (docs/standin.md#whoami) and the official SDK's
+models."""
 
 from __future__ import annotations
 

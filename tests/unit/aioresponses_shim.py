@@ -1,4 +1,4 @@
-"""aioresponses 0.7.9 on aiohttp >= 3.14 (STYLE.md, "Known pitfalls").
+"""aioresponses 0.7.9 on aiohttp >= 3.14, confined to the Ory client's unit tests.
 
 aiohttp 3.14's `ClientResponse.__init__` requires a `stream_writer` (it reads its
 `output_size`), which aioresponses 0.7.9 does not pass. aioresponses takes a

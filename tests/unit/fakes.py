@@ -8,7 +8,8 @@ from typing import Any
 
 from gateway.session import Session
 
-EXAMPLES = Path("/work/shared/ory/examples")
+# Ory's published example payloads, copied into the repository (see its README.md).
+EXAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "ory"
 
 
 class FakeClock:
@@ -45,5 +46,5 @@ def make_session(
 
 def load_example(name: str) -> dict[str, Any]:
     """One of Ory's example payloads, as a fresh dict the test may change."""
-    document: dict[str, Any] = json.loads((EXAMPLES / name).read_text())
+    document: dict[str, Any] = json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
     return document

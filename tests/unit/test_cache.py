@@ -1,4 +1,5 @@
-"""SessionCache: TTL, singleflight, stale_if_error, bounds and eviction (contract §3.5, §4)."""
+"""SessionCache: TTL, singleflight, stale_if_error, bounds and eviction
+(docs/reference.md#session-cache)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`load_config(text, env)`: defaults, validation and environment overrides (contract §2)."""
+"""`load_config(text, env)`: defaults, validation and environment overrides
+(docs/reference.md#configuration)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`gateway check` and `gateway explain` reports (contract §1)."""
+"""`gateway check` and `gateway explain` reports (docs/reference.md#command-line)."""
 
 from __future__ import annotations
 

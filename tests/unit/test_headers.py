@@ -1,4 +1,4 @@
-"""Header rules toward the upstream and back (contract §3.2, §3.8, §3.9)."""
+"""Header rules toward the upstream and back (docs/reference.md#headers-toward-the-upstream)."""
 
 from __future__ import annotations
 

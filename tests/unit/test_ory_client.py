@@ -1,4 +1,4 @@
-"""HttpOryClient against recorded-style Ory answers (Ory contract §2-§6; contract §3.4, §3.6)."""
+"""HttpOryClient against recorded-style Ory answers (docs/reference.md#asking-ory)."""
 
 from __future__ import annotations
 

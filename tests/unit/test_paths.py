@@ -1,4 +1,4 @@
-"""The one canonical request path (contract §3.1)."""
+"""The one canonical request path (docs/reference.md#canonical-path)."""
 
 from __future__ import annotations
 

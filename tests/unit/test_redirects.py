@@ -1,4 +1,4 @@
-"""Safe `return_to`, login URLs and the redirect-loop guard (contract §3.6, §3.7, §4)."""
+"""Safe `return_to`, login URLs and the redirect-loop guard (docs/reference.md#return_to)."""
 
 from __future__ import annotations
 

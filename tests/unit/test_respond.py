@@ -1,4 +1,5 @@
-"""`prefers_html`: which `Accept` headers count as a browser page load (contract §3.7)."""
+"""`prefers_html`: which `Accept` headers count as a browser page load
+(docs/reference.md#unauthenticated-answers)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Route globs, first match wins, methods and shadowed routes (contract §2, §3.3)."""
+"""Route globs, first match wins, methods and shadowed routes (docs/reference.md#routes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Ory session parsing (Ory contract §2.6) and where credentials come from (contract §3.4)."""
+"""Ory session parsing (docs/reference.md#asking-ory) and credential sources
+(docs/reference.md#credential)."""
 
 from __future__ import annotations
 
