@@ -1,6 +1,7 @@
 """Authentication and authorisation: (route, credential) -> Session | None, or a typed error.
 
-Contract §3.3 and §3.6. The decision uses only the route and Ory's answer; it never looks
+docs/reference.md#route-match and #outcomes. The decision uses only the route and Ory's
+answer; it never looks
 at headers the client could forge.
 """
 
@@ -63,7 +64,7 @@ class Authenticator:
         return result
 
     def check_requirements(self, route: Route, session: Session) -> None:
-        """The route's `aal` and `max_age` (§3.6)."""
+        """The route's `aal` and `max_age` (docs/reference.md#outcomes)."""
         if route.aal is not None and aal_rank(session.aal) < aal_rank(route.aal):
             raise StepUpRequiredError()
         if route.max_age is not None and self._clock() - session.authenticated_at > route.max_age:

@@ -1,4 +1,4 @@
-"""The composition root: config in, aiohttp Application out (STYLE.md "app owns resources")."""
+"""The composition root: config in, aiohttp Application out (it owns every long-lived resource)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ from gateway.csrf import CsrfSigner
 from gateway.logs import install_log_redaction
 from gateway.ory import HttpOryClient, OryClient
 from gateway.pipeline import handle_request
-from gateway.proxy import AsSentRequest, Upstream
+from gateway.proxy import Upstream
 from gateway.redirects import LoopGuard
+from gateway.relay.client import UpstreamPool, websocket_session
+from gateway.relay.server import CLIENT_LIMITS, ClientLimits, defer_expect, handler_args
 from gateway.respond import Responder
 from gateway.routes import RouteTable
 from gateway.siblings import Siblings
-from gateway.upstream import UpstreamPool
 
 
 def build_app(
@@ -39,7 +40,9 @@ def build_app(
     """The gateway as an aiohttp app; pass `ory` to swap the Ory client (tests) and
     `siblings` when other workers' caches must hear of every eviction."""
     install_log_redaction()
-    app = web.Application(handler_args={"max_field_size": 16 * 1024})
+    limits = ClientLimits(config.server.header_timeout, config.server.keepalive_timeout)
+    app = web.Application(handler_args=handler_args(limits))
+    app[CLIENT_LIMITS] = limits
     cache = SessionCache(
         ttl=config.cache.ttl,
         max_entries=config.cache.max_entries,
@@ -64,7 +67,7 @@ def build_app(
     if siblings is not None:
         cache.announce = siblings.tell
         app.cleanup_ctx.append(_listening(siblings, cache))
-    app.router.add_route("*", "/{tail:.*}", handle_request)
+    app.router.add_route("*", "/{tail:.*}", handle_request, expect_handler=defer_expect)
     return app
 
 
@@ -75,24 +78,14 @@ def _http_clients(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         config = services.config
-        upstream = aiohttp.ClientSession(
-            auto_decompress=False,
-            request_class=AsSentRequest,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.upstream.timeout),
-            connector=aiohttp.TCPConnector(
-                limit=0, ttl_dns_cache=60,
-                force_close=config.upstream.keepalive_connections == 0,
-            ),
-        )
+        websockets = websocket_session()
         ory_http = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),
             connector=aiohttp.TCPConnector(limit=config.ory.max_connections, ttl_dns_cache=60),
         )
         url = config.upstream.url
-        keep = config.upstream.keepalive_connections
-        pool = UpstreamPool(url, keepalive_connections=keep) if UpstreamPool.serves(url) else None
-        services.upstream = Upstream(url, upstream, pool)
+        pool = UpstreamPool(url, keepalive_connections=config.upstream.keepalive_connections)
+        services.upstream = Upstream(url, pool, websockets)
         services.auth.ory = ory or HttpOryClient(
             ory_http,
             base_url=config.ory.url,
@@ -105,9 +98,8 @@ def _http_clients(
             yield
         finally:
             services.watchdog.close()
-            if pool is not None:
-                pool.close()
-            await upstream.close()
+            pool.close()
+            await websockets.close()
             await ory_http.close()
 
     return lifecycle

@@ -1,4 +1,5 @@
-"""Validated sessions kept briefly so Ory is not asked on every request (contract §3.5).
+"""Validated sessions kept briefly so Ory is not asked on every request
+(docs/reference.md#session-cache).
 
 * keyed by a hash of the credential; lifetime `min(ttl, time left on the session)`;
 * singleflight: concurrent misses for one key share one Ory call;

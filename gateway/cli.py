@@ -1,4 +1,4 @@
-"""`gateway serve | check | explain | demo` (contract §1).
+"""`gateway serve | check | explain | demo` (docs/reference.md#command-line).
 
 The only module that prints, exits or reads os.environ. Exit codes: 0 fine, 1 bad config
 or start-up failure (message on stderr, no traceback), 2 usage.

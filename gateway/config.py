@@ -1,4 +1,4 @@
-"""`gateway.toml` -> frozen, typed configuration (contract §2).
+"""`gateway.toml` -> frozen, typed configuration (docs/reference.md#configuration).
 
 `load_config(text, env)` is pure: it reads no files and no `os.environ`. Every problem is
 collected and reported at once as `KEY: problem`, so a typo never silently weakens security.
@@ -22,6 +22,7 @@ from gateway.units import (
     parse_duration,
     parse_host_port,
     parse_origin,
+    parse_size,
 )
 
 Access = Literal["public", "optional", "authenticated", "deny"]
@@ -180,6 +181,15 @@ class ServerConfig:
     )
     workers: int = _parsed(1, _positive_int, "processes sharing the port (SO_REUSEPORT)")
     access_log: bool = _parsed(True, _boolean, "one line per request on stderr (no queries)")
+    header_timeout: float = _parsed(
+        10.0, _positive_duration, "time a client has to send a whole request head"
+    )
+    keepalive_timeout: float = _parsed(
+        75.0, _positive_duration, "how long an idle client connection stays open"
+    )
+    websocket_max_message: int = _parsed(
+        4 * 1024 * 1024, parse_size, "largest WebSocket message relayed (close 1009 past it)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,8 @@ class Services:
 
     @classmethod
     def identity_names(cls, config: GatewayConfig) -> frozenset[str]:
-        """Every identity header name, normalised for stripping (§3.2)."""
+        """Every identity header name, normalised for stripping
+        (docs/reference.md#identity-header-stripping)."""
         return frozenset(normalise_name(h.name) for h in config.identity_headers)
 
 

@@ -1,4 +1,5 @@
-"""Where a request's Ory credential comes from (contract §3.4), and how it is named safely.
+"""Where a request's Ory credential comes from
+(docs/reference.md#credential), and how it is named safely.
 
 The raw value never leaves this module except toward Ory; caches and logs use its SHA-256.
 """
@@ -27,7 +28,8 @@ class Credential(NamedTuple):
 
     @property
     def from_header(self) -> bool:
-        """Header credentials (API clients) never get a browser redirect (§3.4)."""
+        """Header credentials (API clients) never get a browser redirect
+        (docs/reference.md#credential)."""
         return self.source != "cookie"
 
     @property
@@ -37,7 +39,8 @@ class Credential(NamedTuple):
 
 
 def credential_key(source: str, value: str) -> bytes:
-    """SHA-256 of source and value: raw tokens are never cache keys (STYLE.md). Its first
+    """SHA-256 of source and value: raw tokens are never cache keys
+    (docs/reference.md#session-cache). Its first
     16 bytes (128 bits: no collision will ever be found) in bytes, not hex: a third of the
     memory per cached session."""
     return hashlib.sha256(f"{source}\x00{value}".encode()).digest()[:16]
@@ -65,7 +68,8 @@ def cookie_header_without(
     headers: CIMultiDictProxy[str], cookie_name: str,
     cookies: Cookies | None = None, *, also: frozenset[str] = frozenset(),
 ) -> str | None:
-    """The Cookie header to forward: every cookie except the session cookie (§3.8) and the
+    """The Cookie header to forward: every cookie except the session cookie
+    (docs/reference.md#headers-toward-the-upstream) and the
     gateway's own (`also`)."""
     pairs = request_cookies(headers) if cookies is None else cookies
     kept = [

@@ -1,4 +1,5 @@
-"""Cross-site request defences for state-changing `/_auth` calls (issue 3, contract §4).
+"""Cross-site request defences for state-changing `/_auth` calls
+(docs/reference.md#cross-site-protection).
 
 Two layers: the `Origin` must be ours (or in `server.allowed_origins`), and HTML forms carry
 a token bound to the session and signed with `server.secret` (compared in constant time).
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from gateway.credentials import Credential
 from gateway.errors import AccessDeniedError, BadRequestError
+from gateway.relay.answers import grant_continue
 
 URLENCODED = "application/x-www-form-urlencoded"
 FORM_TYPES = (URLENCODED, "multipart/form-data")
@@ -61,6 +63,7 @@ async def form_token(request: web.Request) -> str | None:
     """The `csrf_token` field of one of our forms; a form we could not have sent is a 400."""
     if request.content_type != URLENCODED:
         raise BadRequestError(f"send this form as {URLENCODED}")
+    await grant_continue(request)
     chunks: list[bytes] = []
     size = 0
     while chunk := await request.content.readany():  # the whole body, however it arrives

@@ -1,4 +1,4 @@
-"""The gateway's own endpoints under `auth_prefix` (contract §4).
+"""The gateway's own endpoints under `auth_prefix` (docs/reference.md#endpoints).
 
 whoami, logout, refresh, health, ready, and the signed-out page logout returns to.
 """
@@ -99,7 +99,8 @@ async def current_session(request: web.Request, services: Services) -> tuple[Cre
 
 
 async def whoami(request: web.Request, services: Services) -> web.StreamResponse:
-    """200 with the session the gateway sees; never a redirect. Contract §4: 401 whenever
+    """200 with the session the gateway sees; never a redirect.
+    docs/reference.md#endpoints: 401 whenever
     there is no usable session, a step-up included (its id still says why); Ory down 503."""
     try:
         _, session = await current_session(request, services)

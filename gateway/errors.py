@@ -1,4 +1,5 @@
-"""The gateway's typed errors: each carries the contract's error id and HTTP status (§3).
+"""The gateway's typed errors: each carries its error id and HTTP status
+(docs/reference.md#error-ids).
 
 Pipeline code raises these; only `respond.py` turns them into answers.
 """
@@ -24,6 +25,34 @@ class BadRequestError(GatewayError):
     error_id = "bad_request"
     status = 400
     message = "The request was malformed or contained invalid parameters."
+
+
+class RequestTimeoutError(BadRequestError):
+    """The request head did not arrive within `server.header_timeout`."""
+
+    status = 408
+    message = "The request did not arrive in time."
+
+
+class UriTooLongError(BadRequestError):
+    """The request line is longer than the gateway reads."""
+
+    status = 414
+    message = "The request target is too long."
+
+
+class HeadersTooLargeError(BadRequestError):
+    """A header line is longer than the gateway reads, or there are too many."""
+
+    status = 431
+    message = "The request's header fields are too large."
+
+
+class ExpectationFailedError(BadRequestError):
+    """An `Expect` header the gateway cannot meet (anything but 100-continue)."""
+
+    status = 417
+    message = "The expectation given in the Expect header cannot be met."
 
 
 class SessionRequiredError(GatewayError):
@@ -98,8 +127,17 @@ class UpstreamTimeoutError(GatewayError):
     message = "The application behind the gateway took too long to answer."
 
 
+class InternalError(GatewayError):
+    """A bug in the gateway: never an answer to any input on purpose."""
+
+    error_id = "internal_error"
+    status = 500
+    message = "The gateway failed to handle the request."
+
+
 class RedirectLoopError(GatewayError):
-    """The same browser keeps being sent to the login for the same URL (§3.7)."""
+    """The same browser keeps being sent to the login for the same URL
+    (docs/reference.md#unauthenticated-answers)."""
 
     error_id = "session_required"
     status = 401

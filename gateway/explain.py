@@ -1,4 +1,5 @@
-"""Human-readable reports for `gateway check` and `gateway explain` (contract §1)."""
+"""Human-readable reports for `gateway check` and `gateway explain`
+(docs/reference.md#command-line)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Header rules toward the upstream (contract §3.2, §3.8). Pure functions, no I/O.
+"""Header rules toward the upstream
+(docs/reference.md#identity-header-stripping, #headers-toward-the-upstream). Pure functions, no I/O.
 
 Names are compared after lower-casing and `_` -> `-`, because many upstream stacks (CGI,
 WSGI, PHP, some proxies) map both spellings to the same variable.
@@ -128,7 +129,8 @@ def _check_utf8(name: str, value: str) -> None:
 def _set_forwarded(
     out: CIMultiDict[str], incoming: CIMultiDictProxy[str], peer: ForwardingPeer
 ) -> None:
-    """X-Forwarded-*: extended from a trusted proxy, replaced for everyone else (§3.8)."""
+    """X-Forwarded-*: extended from a trusted proxy, replaced for everyone else
+    (docs/reference.md#headers-toward-the-upstream)."""
     prior_for = ", ".join(incoming.getall("X-Forwarded-For", [])) if peer.trusted else ""
     out["X-Forwarded-For"] = f"{prior_for}, {peer.remote_ip}" if prior_for else peer.remote_ip
     proto = incoming.get("X-Forwarded-Proto") if peer.trusted else None

@@ -1,6 +1,8 @@
-"""Ory behind a narrow interface: the only module that knows Kratos paths (Ory contract §2-§6).
+"""Ory behind a narrow interface: the only module that knows Kratos paths
+(docs/reference.md#asking-ory).
 
-Decisions are made on status codes only, never on error ids or wording (§11.1).
+Decisions are made on status codes only, never on error ids or wording
+(docs/reference.md#asking-ory).
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ class HttpOryClient:
         self._clock = clock
 
     def _auth_headers(self, credential: Credential) -> dict[str, str]:
-        """Exactly one credential (Ory has answered 500 when sent two; STYLE.md)."""
+        """Exactly one credential (Ory has answered 500 when sent two;
+        docs/reference.md#asking-ory)."""
         if credential.source == "cookie":
             return {**_JSON, "Cookie": f"{self._cookie}={credential.value}"}
         return {**_JSON, "X-Session-Token": credential.value}
@@ -118,7 +121,8 @@ class HttpOryClient:
     async def whoami(self, credential: Credential, *, fresh: bool = False) -> WhoamiResult:
         headers = self._auth_headers(credential)
         if fresh:
-            headers["Cache-Control"] = "max-age=0"  # Ory Network edge cache (Ory contract §10.2)
+            # Ory Network's edge cache (docs/reference.md#session-cache)
+            headers["Cache-Control"] = "max-age=0"
         status, body = await self._request("GET", "/sessions/whoami", headers)
         if status == 200:
             try:

@@ -1,4 +1,4 @@
-"""The one canonical request path (contract §3.1).
+"""The one canonical request path (docs/reference.md#canonical-path).
 
 aiohttp's `request.path` (decoded), `raw_path` (as sent, with the query) and `url.path`
 (dot segments resolved) disagree. The gateway takes the raw request target once, refuses

@@ -1,4 +1,5 @@
-"""One proxied request, start to end (contract §3): the pipeline you can read top to bottom.
+"""One proxied request, start to end
+(docs/reference.md#request-flow): the pipeline you can read top to bottom.
 
 canonical path -> route -> credential -> session -> decision -> upstream headers -> proxy.
 Errors raised anywhere on the way are rendered once, by the Responder.
@@ -20,14 +21,20 @@ from gateway.credentials import (
     request_cookies,
 )
 from gateway.endpoints import handle_endpoint
-from gateway.errors import AccessDeniedError, BadRequestError, GatewayError
+from gateway.errors import (
+    AccessDeniedError,
+    BadRequestError,
+    ExpectationFailedError,
+    GatewayError,
+)
 from gateway.headers import ForwardingPeer, build_upstream_headers
 from gateway.paths import RequestTarget, canonical_target
-from gateway.proxy import forward, upstream_url
+from gateway.proxy import forward
 from gateway.redirects import GATEWAY_COOKIES
+from gateway.relay.answers import awaits_continue, expects_continue, grant_continue
 from gateway.respond import is_browser_navigation, json_error
 from gateway.session import Session
-from gateway.websocket import bridge, is_allowed_origin, is_websocket_upgrade
+from gateway.websocket import bridge, is_allowed_origin, is_websocket_upgrade, upstream_url
 
 log = logging.getLogger("gateway")
 
@@ -47,7 +54,17 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
         return refusal
     prefix = services.config.server.auth_prefix
     if target.path == prefix or target.path.startswith(prefix + "/"):
-        return await handle_endpoint(request, services, target)
+        response = await handle_endpoint(request, services, target)
+    else:
+        response = await _proxy_or_refuse(request, services, target)
+    if awaits_continue(request):
+        response.force_close()  # a body we never asked for may or may not follow: no guessing
+    return response
+
+
+async def _proxy_or_refuse(
+    request: web.Request, services: Services, target: RequestTarget
+) -> web.StreamResponse:
     ory = services.config.ory
     cookies = request_cookies(request.headers)
     credential = extract_credential(request.headers, ory.credentials, ory.session_cookie, cookies)
@@ -59,9 +76,16 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
 
 
 def _check_framing(request: web.Request) -> None:
-    """RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, a smuggling vector."""
-    if request.version < HttpVersion11 and "Transfer-Encoding" in request.headers:
+    """RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, a smuggling vector; a
+    transfer coding other than chunked alone would change what the body's bytes mean on the
+    way (docs/reference.md#bodies-and-framing). Either way the connection ends here."""
+    codings = request.headers.getall("Transfer-Encoding", ())
+    if not codings:
+        return
+    if request.version < HttpVersion11:
         raise BadRequestError("Transfer-Encoding is not allowed in an HTTP/1.0 request")
+    if len(codings) > 1 or codings[0].strip().lower() != "chunked":
+        raise BadRequestError("only the chunked transfer coding is accepted")
 
 
 async def _proxy(
@@ -78,13 +102,20 @@ async def _proxy(
         request.headers.get("Origin"), allowed_origins(request, services.config)
     ):
         raise AccessDeniedError("cross-site WebSocket upgrade refused")
+    if "Expect" in request.headers:
+        if not expects_continue(request):
+            raise ExpectationFailedError()
+        await grant_continue(request)  # authorised: now the body may come
     headers = upstream_headers(request, services, session, credential, cookies)
     upstream = services.upstream
     assert upstream is not None  # noqa: S101 - set by the app's cleanup_ctx before serving
     timeout = services.config.upstream.timeout
     if websocket:
         url = upstream_url(upstream.base, target.path_qs)
-        return await bridge(request, upstream.http, url, headers, answer_within=timeout)
+        return await bridge(
+            request, upstream.websockets, url, headers, answer_within=timeout,
+            max_message=services.config.server.websocket_max_message,
+        )
     return await forward(
         request, upstream, target.path_qs, headers, answer_within=timeout,
         watchdog=services.watchdog,
@@ -98,7 +129,8 @@ def upstream_headers(
     credential: Credential | None,
     cookies: Cookies,
 ) -> CIMultiDict[str]:
-    """Strip, then inject: the upstream sees only what the gateway vouches for (§3.8)."""
+    """Strip, then inject: the upstream sees only what the gateway vouches for
+    (docs/reference.md#headers-toward-the-upstream)."""
     config = services.config
     peer = ForwardingPeer(
         remote_ip=request.remote or "",

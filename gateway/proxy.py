@@ -1,57 +1,38 @@
-"""Forward one request upstream and stream the answer back (contract §3.9).
+"""Forward one request upstream and stream the answer back (docs/reference.md#request-flow,
+#bodies-and-framing).
 
-Bodies stream both ways, unbuffered and unaltered: no decompression, no re-chunking that
-delays a chunk. `upstream.timeout` bounds the wait for the answer's headers, counted from
-the last request-body byte sent, so slow uploads and long-lived streams are not cut off.
+Bodies stream both ways, unbuffered and unaltered: nothing is decompressed, a length stays
+that length, chunked stays chunked (each piece relayed as it arrives). `upstream.timeout`
+bounds the wait for the answer's headers, counted from the last request-body byte sent, so
+slow uploads and long-lived streams are not cut off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
 from typing import NamedTuple
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
-from yarl import URL
 
 from gateway.deadlines import Deadline, Watchdog
-from gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
+from gateway.errors import BadRequestError, UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.headers import response_headers
-from gateway.upstream import UpstreamAnswer, UpstreamPool
+from gateway.relay.answers import RelayedStream, RelayedWhole, UnsafeHeaderError, relayed
+from gateway.relay.client import ClientBodyError, RequestBody, UpstreamAnswer, UpstreamPool
 
 log = logging.getLogger("gateway.proxy")
 
-CHUNK = 64 * 1024
-Answer = aiohttp.ClientResponse | UpstreamAnswer  # the same head and body stream, either way
-# aiohttp adds these when absent; a transparent proxy must not.
-SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
-_SKIPPED: CIMultiDict[None] = CIMultiDict((name, None) for name in SKIP_AUTO_HEADERS)
-
-
-class AsSentRequest(aiohttp.ClientRequest):
-    """The upstream ClientSession's request class: adds none of aiohttp's automatic headers
-    (for plain requests and WebSocket handshakes alike). `skip_auto_headers` would do the
-    same, but aiohttp rebuilds it into a new multidict on every request (~4 µs)."""
-
-    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
-        self._skip_auto_headers = _SKIPPED
-
-
-def upstream_url(base: str, path_qs: str) -> URL:
-    """The canonical path and raw query appended to the upstream base, byte for byte."""
-    return URL(base + path_qs, encoded=True)
-
 
 class Upstream(NamedTuple):
-    """How the app is reached: the lean pool for bodiless requests to an http:// app,
-    aiohttp's ClientSession for the rest."""
+    """How the app is reached: the pool for every request, and aiohttp's ClientSession for
+    WebSocket handshakes (never kept alive: see app.py)."""
 
     base: str  # `upstream.url`
-    http: aiohttp.ClientSession
-    pool: UpstreamPool | None
+    pool: UpstreamPool
+    websockets: aiohttp.ClientSession
 
 
 async def forward(
@@ -63,26 +44,18 @@ async def forward(
     answer_within: float,
     watchdog: Watchdog,
 ) -> web.StreamResponse:
-    """Send the request upstream and stream the answer; 502/504 only before it starts."""
-    answer: Answer
+    """Send the request upstream and stream the answer; 400/502/504 only before it starts."""
     try:
         with watchdog.within(answer_within, request.task) as deadline:
-            if upstream.pool is not None and not request.body_exists:
-                answer = await upstream.pool.request(request.method, path_qs, headers)
-            else:
-                body = (
-                    _request_body(request, deadline, answer_within)
-                    if request.body_exists else None
-                )
-                answer = await upstream.http.request(
-                    request.method, upstream_url(upstream.base, path_qs), headers=headers,
-                    data=body, allow_redirects=False,
-                )
+            body = request_body(request, deadline, answer_within)
+            answer = await upstream.pool.request(request.method, path_qs, headers, body)
     except TimeoutError:
         raise UpstreamTimeoutError() from None
-    except (aiohttp.ClientError, OSError) as exc:
+    except ClientBodyError:
         if request.transport is None or request.transport.is_closing():
             raise ConnectionResetError("client went away during the upload") from None
+        raise BadRequestError("the request body does not match its framing") from None
+    except (aiohttp.ClientError, OSError) as exc:
         raise UpstreamUnavailableError(type(exc).__name__) from None
     try:
         return await _relay(request, answer)
@@ -90,21 +63,19 @@ async def forward(
         answer.release()
 
 
-async def _request_body(
-    request: web.Request, deadline: Deadline, answer_within: float
-) -> AsyncIterator[bytes]:
-    """The client's body as it arrives; each chunk pushes the answer deadline back."""
-    while chunk := await request.content.readany():
-        deadline.push(answer_within)
-        yield chunk
+def request_body(request: web.Request, deadline: Deadline, push: float) -> RequestBody | None:
+    """The client's body with the framing aiohttp's parser read it by: a length stays that
+    length, chunked stays chunked (the pipeline has refused any other transfer coding)."""
+    if not request.body_exists:
+        return None
+    length = None if "Transfer-Encoding" in request.headers else request.content_length
+    return RequestBody(request.content, length, lambda: deadline.push(push))
 
 
-async def _relay(request: web.Request, upstream: Answer) -> web.StreamResponse:
-    headers = response_headers(upstream.headers)
-    if _already_complete(request, upstream):
-        return _whole(upstream, headers)
-    kind = web.StreamResponse if "Content-Type" in upstream.headers else _UntypedStream
-    response = kind(status=upstream.status, reason=upstream.reason, headers=headers)
+async def _relay(request: web.Request, upstream: UpstreamAnswer) -> web.StreamResponse:
+    response = _response_for(request, upstream)
+    if isinstance(response, RelayedWhole):
+        return response  # aiohttp writes head and body at once
     await response.prepare(request)
     try:
         while chunk := await upstream.content.readany():
@@ -120,39 +91,33 @@ async def _relay(request: web.Request, upstream: Answer) -> web.StreamResponse:
     return response
 
 
-def _already_complete(request: web.Request, upstream: Answer) -> bool:
-    """The whole body arrived with the headers (most small answers): send both at once."""
+def _response_for(request: web.Request, upstream: UpstreamAnswer) -> RelayedStream:
+    """The answer's head as the client will get it; its body too when it is already in
+    (most small answers: one write for both, one syscall fewer)."""
+    body = None
+    if _already_complete(request, upstream):
+        try:
+            body = upstream.content.read_nowait()  # all of it: the stream is at EOF
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailableError(type(exc).__name__) from None
+    try:
+        return relayed(
+            upstream.status, upstream.reason, response_headers(upstream.headers),
+            typed="Content-Type" in upstream.headers, body=body,
+        )
+    except UnsafeHeaderError as exc:
+        raise UpstreamUnavailableError(f"the app's answer has a control character in {exc}") \
+            from None
+
+
+def _already_complete(request: web.Request, upstream: UpstreamAnswer) -> bool:
+    """The whole body arrived with the headers."""
     return (
         upstream.content.is_eof()
         and request.method != "HEAD"
         and upstream.status >= 200
         and upstream.status not in (204, 304)
     )
-
-
-def _whole(upstream: Answer, headers: CIMultiDict[str]) -> web.Response:
-    """One write for headers and body: no wait (the body is in memory), one syscall fewer."""
-    try:
-        body = upstream.content.read_nowait()  # all of it: the stream is at EOF
-    except aiohttp.ClientError as exc:
-        raise UpstreamUnavailableError(type(exc).__name__) from None
-    kind = web.Response if "Content-Type" in upstream.headers else _UntypedWhole
-    return kind(status=upstream.status, reason=upstream.reason, headers=headers, body=body)
-
-
-# aiohttp adds `Content-Type: application/octet-stream` to a body without one, which turns a
-# page the browser would sniff into a download. These undo that for answers whose upstream
-# sent none (an on_response_prepare signal would cost every response ~4 µs).
-# `_prepare_headers` is aiohttp's own step; test_answer_without_content_type_is_not_given_one
-# fails if a new aiohttp changes it.
-class _UntypedStream(web.StreamResponse):
-    async def _prepare_headers(self) -> None:
-        await super()._prepare_headers()
-        self.headers.popall("Content-Type", None)
-
-
-class _UntypedWhole(_UntypedStream, web.Response):
-    """The same, for an answer sent whole."""
 
 
 def _abort(request: web.Request) -> None:

@@ -1,6 +1,7 @@
 """Where browsers are sent: safe `return_to`, login / refresh / step-up URLs, loop guard.
 
-`return_to` never leaves our origin (contract §4): anything doubtful falls back to "/".
+`return_to` never leaves our origin
+(docs/reference.md#endpoints): anything doubtful falls back to "/".
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def safe_return_to(value: str | None, origins: tuple[str, ...]) -> str | None:
 
 def login_url(base: str, login_path: str, return_to: str, *, refresh: bool = False,
               aal: str | None = None) -> str:
-    """`{browser_url}{login_path}?[aal=…&][refresh=true&]return_to=…` (contract §3.6)."""
+    """`{browser_url}{login_path}?[aal=…&][refresh=true&]return_to=…`
+    (docs/reference.md#outcomes)."""
     params: list[tuple[str, str]] = []
     if aal:
         params.append(("aal", aal))
@@ -63,7 +65,8 @@ def login_url(base: str, login_path: str, return_to: str, *, refresh: bool = Fal
 
 
 class LoopGuard:
-    """Counts login redirects per browser and URL; says when it looks like a loop (§3.7).
+    """Counts login redirects per browser and URL; says when it looks like a loop
+    (docs/reference.md#unauthenticated-answers).
 
     A loop means Ory believes the browser is signed in while the gateway sees no session
     (wrong cookie name or domain). A browser is recognised by a small cookie of the gateway's

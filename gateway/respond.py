@@ -1,4 +1,5 @@
-"""The one place errors become answers (contract §3.6, §3.7, "Error answers").
+"""The one place errors become answers
+(docs/reference.md#outcomes, #unauthenticated-answers, #errors).
 
 A browser navigation gets a 303 to the login (or an HTML page); everything else gets JSON
 in Ory's envelope. Once a streamed response has started, nobody calls this: the proxy
@@ -65,7 +66,8 @@ class Situation:
     """What the renderer needs to know about the request that failed."""
 
     navigation: bool  # a browser navigation that may be redirected
-    html_allowed: bool  # False when the credential came from a header: JSON only (§3.4)
+    html_allowed: bool  # False when the credential came from a header: JSON only
+    # (docs/reference.md#credential)
     return_to: str  # absolute URL of what was asked for (for the login)
     browser_key: str  # who the browser is when it keeps no cookies, for the loop guard
     browser_cookie: str | None  # the loop cookie's value, when the browser sent one
@@ -167,7 +169,7 @@ def json_error(
 
 
 def json_response(document: Any, *, status: int = 200) -> web.Response:
-    """JSON that may describe a session: never stored by any cache (§4)."""
+    """JSON that may describe a session: never stored by any cache (docs/reference.md#endpoints)."""
     return web.Response(
         status=status,
         body=json.dumps(document, separators=(",", ":")).encode(),

@@ -1,4 +1,5 @@
-"""Routes compiled once from the config; first match wins (contract §2, §3.3)."""
+"""Routes compiled once from the config; first match wins
+(docs/reference.md#routes, #route-match)."""
 
 from __future__ import annotations
 

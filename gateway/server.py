@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.accesslog import AccessLogger
+from gateway.relay.server import GatewayRunner
 
 SHUTDOWN_GRACE = 10.0
 Stopper = Callable[[], Coroutine[Any, Any, None]]
@@ -24,7 +25,7 @@ async def start_site(
     access_log: bool = True,
 ) -> web.AppRunner:
     """Bind and start one app; logs `listening on http://HOST:PORT` once it accepts."""
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         app, access_log_class=AccessLogger,
         access_log=logging.getLogger(f"{name}.access") if access_log else None,
         shutdown_timeout=SHUTDOWN_GRACE,

@@ -1,4 +1,5 @@
-"""The part of an Ory session the gateway keeps: parsed once, at the boundary (§13.2).
+"""The part of an Ory session the gateway keeps: parsed once, at the boundary
+(docs/reference.md#asking-ory).
 
 Real Kratos data can be messy (legacy `aal: ""`, missing devices), so parsing is defensive:
 only the handful of fields the gateway needs, with clear failure when they are unusable.

@@ -1,4 +1,5 @@
-"""`/_auth/sessions`: where the user is signed in, and signing other devices out (§4, issue 3).
+"""`/_auth/sessions`: where the user is signed in, and signing other devices out
+(docs/reference.md#endpoints).
 
 Current session from whoami, the others from Ory's `GET /sessions` (one page). Revocations
 evict the gateway's cache at once, so a revoked session is refused on its very next request.
@@ -145,8 +146,8 @@ async def _check_csrf(
 
 
 def _flash(request: web.Request) -> str | None:
-    revoked = request.query.get("revoked")
-    if revoked is None or not revoked.isdigit():
+    revoked = request.query.get("revoked", "")
+    if not re.fullmatch(r"[0-9]{1,6}", revoked):  # isdigit() takes "²", int() 5000 digits
         return None
     count = int(revoked)
     if count == 0:

@@ -38,6 +38,28 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+_SIZE = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?")
+_UNIT_BYTES = {
+    None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2,
+    "GB": 1000**3, "GiB": 1024**3,
+}
+
+
+def parse_size(value: object) -> int:
+    """`"4MiB"`, `"512KiB"`, `"1MB"` or a whole number of bytes -> bytes (>= 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f'expected a size such as "4MiB" or a number of bytes, got {value!r}')
+    if isinstance(value, int):
+        size = value
+    elif match := _SIZE.fullmatch(value.strip()):
+        size = int(match.group(1)) * _UNIT_BYTES[match.group(2)]
+    else:
+        raise ValueError(f'"{value}" is not a size (use e.g. "512KiB", "4MiB" or bytes)')
+    if not 1 <= size <= 1 << 40:
+        raise ValueError("a size must be between 1 byte and 1 TiB")
+    return size
+
+
 @dataclass(frozen=True, slots=True)
 class HostPort:
     """A listen address."""

@@ -1,4 +1,5 @@
-"""WebSocket upgrades: authorised like any request, Origin-checked, then bridged (§3.9).
+"""WebSocket upgrades: authorised like any request, Origin-checked, then bridged
+(docs/reference.md#bodies-and-websockets).
 
 Cookies ride on cross-site upgrades, so a browser `Origin` must be ours or allowed.
 """
@@ -11,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 import aiohttp
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -35,6 +36,11 @@ def is_allowed_origin(origin: str | None, allowed: tuple[str, ...]) -> bool:
     return origin is None or origin.lower().rstrip("/") in allowed
 
 
+def upstream_url(base: str, path_qs: str) -> URL:
+    """The canonical path and raw query appended to the upstream base, byte for byte."""
+    return URL(base + path_qs, encoded=True)
+
+
 def websocket_url(url: URL) -> URL:
     """http -> ws, https -> wss, same path and query."""
     scheme = "wss" if url.scheme == "https" else "ws"
@@ -48,8 +54,11 @@ async def bridge(
     headers: CIMultiDict[str],
     *,
     answer_within: float,
+    max_message: int,
 ) -> web.WebSocketResponse:
-    """Connect upstream first (so failures are still 502/504), then relay both ways."""
+    """Connect upstream first (so failures are still 502/504), then relay both ways. A
+    message over `max_message` bytes, from either side, closes both with 1009: nothing is
+    buffered past it (aiohttp refuses such a frame from its header, before its payload)."""
     for name in list(headers):
         if name.lower() in WEBSOCKET_HANDSHAKE:
             del headers[name]
@@ -63,14 +72,14 @@ async def bridge(
         async with asyncio.timeout(answer_within):
             upstream = await http.ws_connect(
                 websocket_url(url), headers=headers, protocols=protocols, autoping=True,
-                max_msg_size=0,
+                max_msg_size=max_message,
             )
     except TimeoutError:
         raise UpstreamTimeoutError() from None
     except (aiohttp.ClientError, OSError) as exc:
         raise UpstreamUnavailableError(type(exc).__name__) from None
     client = web.WebSocketResponse(
-        protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0
+        protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=max_message
     )
     closing = Closing()
     try:
@@ -123,7 +132,10 @@ async def _pump(source: Socket, sink: Socket, closing: Closing) -> None:
             closing.reason = (message.extra or "").encode()
             return
         elif message.type == WSMsgType.ERROR:
-            log.info("websocket error: %s", type(source.exception()).__name__)
+            error = source.exception()
+            log.info("websocket error: %s", type(error).__name__)
+            if isinstance(error, WebSocketError) and error.code == WSCloseCode.MESSAGE_TOO_BIG:
+                closing.code, closing.reason = WSCloseCode.MESSAGE_TOO_BIG, b"message too big"
             return
         elif message.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
             closing.code = source.close_code or closing.code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -11,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import build_app
 from gateway.config import GatewayConfig, load_config
+from gateway.relay.server import GatewayRunner
 from gateway.standin import OryStandin
 from tests.upstream_app import UpstreamState, build_upstream
 
@@ -41,6 +43,15 @@ access = "deny"
 path = "/static/*/x"
 access = "public"
 """
+
+
+class GatewayTestServer(TestServer):
+    """aiohttp's TestServer with the gateway's own runner: tests see the connections that
+    `gateway serve` gives users (head deadlines, error envelopes), not aiohttp's defaults."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        assert self.app is not None
+        return GatewayRunner(self.app, **kwargs)
 
 
 class FakeClock:
@@ -120,7 +131,7 @@ timeout = "{overrides.get("upstream_timeout", "2s")}"
 {routes}
 """
         config = load_config(text, {})
-        client = await aiohttp_client(build_app(config, clock=clock))  # any free port
+        client = await aiohttp_client(GatewayTestServer(build_app(config, clock=clock)))
         ory.allow_return_to(f"http://127.0.0.1:{client.port}")
         return Stack(ory, ory_server, state, upstream_server, client, config, clock)
 

@@ -1,4 +1,5 @@
-"""Imports flow one way (STYLE.md), and the Ory stand-in stays independent of the gateway."""
+"""Imports flow one way (config -> routes -> session -> access -> proxy/endpoints -> app ->
+cli), and the Ory stand-in stays independent of the gateway."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ LAYERS = {
     "config": 1, "paths": 1, "headers": 1,
     "routes": 2, "session": 2, "credentials": 2, "redirects": 2, "csrf": 3, "devices": 3,
     "ory": 3, "cache": 4, "access": 5, "siblings": 5, "respond": 5, "explain": 5,
-    "upstream": 5,
+    "relay": 0, "relay.client": 5, "relay.answers": 1, "relay.server": 6,
     "proxy": 6, "websocket": 6, "context": 6, "accesslog": 6,
     "sessions_page": 7, "endpoints": 8, "pipeline": 9, "app": 10, "sampleapp": 0,
     "server": 11, "demo": 12, "cli": 13, "__main__": 14, "__init__": 0,
@@ -35,20 +36,41 @@ def gateway_imports(path: Path) -> set[str]:
     return found
 
 
+SUBPACKAGES = ("relay",)  # their modules are layered one by one, as "relay.client"
+
+
+def module_path(module: str) -> Path:
+    parts = module.split(".")
+    if parts[0] in SUBPACKAGES and len(parts) == 1:
+        return PACKAGE / parts[0] / "__init__.py"
+    return PACKAGE.joinpath(*parts[:-1], parts[-1] + ".py")
+
+
+def layer_of(imported: str) -> str:
+    """`gateway.relay.client` -> "relay.client"; `gateway.config` -> "config"."""
+    parts = imported.split(".")[1:]
+    return ".".join(parts[:2]) if parts[0] in SUBPACKAGES and len(parts) > 1 else parts[0]
+
+
 @pytest.mark.parametrize("module", sorted(LAYERS), ids=str)
 def test_module_imports_only_lower_layers(module: str) -> None:
-    path = PACKAGE / f"{module}.py"
+    path = module_path(module)
     assert path.is_file(), f"{module} is listed but missing"
     for name in gateway_imports(path):
         if not name.startswith("gateway.") or name.startswith("gateway.standin"):
             continue
-        target = name.split(".")[1]
+        target = layer_of(name)
         assert target in LAYERS, f"{module} imports unknown {name}"
         assert LAYERS[target] <= LAYERS[module], f"{module} imports higher layer {name}"
 
 
 def test_every_module_has_a_layer() -> None:
-    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    modules = {p.stem for p in PACKAGE.glob("*.py")} | set(SUBPACKAGES)
+    for package in SUBPACKAGES:
+        modules |= {
+            f"{package}.{p.stem}" for p in (PACKAGE / package).glob("*.py")
+            if p.stem != "__init__"
+        }
     assert modules == set(LAYERS)
 
 
@@ -70,5 +92,6 @@ def reads_environment(path: Path) -> bool:
 
 
 def test_only_cli_reads_the_environment() -> None:
-    readers = {p.stem for p in PACKAGE.glob("*.py") if reads_environment(p)}
+    readers = {p.stem for p in PACKAGE.rglob("*.py")
+               if "standin" not in p.parts and reads_environment(p)}
     assert readers == {"cli"}

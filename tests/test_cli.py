@@ -1,4 +1,4 @@
-"""Contract §1: the command line, run as a real subprocess."""
+"""docs/reference.md#command-line: the command line, run as a real subprocess."""
 
 from __future__ import annotations
 

@@ -38,7 +38,8 @@ async def _count_and_delay(request: web.Request, handler: _Handler) -> web.Strea
 
 
 async def _no_cache_on_get(request: web.Request, response: web.StreamResponse) -> None:
-    """Kratos' `NoCacheNegroni`: every public GET, whatever the status (§1)."""
+    """Kratos' `NoCacheNegroni`: every public GET, whatever the status
+    (docs/standin.md#conventions)."""
     if request.method == "GET":
         response.headers["Cache-Control"] = NO_CACHE
 

@@ -1,4 +1,5 @@
-"""Which session a request carries, in Kratos' order (§2.1, `session/manager_http.go`)."""
+"""Which session a request carries, in Kratos' order
+(docs/standin.md#whoami, `session/manager_http.go`)."""
 
 from __future__ import annotations
 

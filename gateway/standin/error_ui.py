@@ -1,4 +1,5 @@
-"""Self-service errors: JSON for API callers, a 303 to the error UI for browsers (§1)."""
+"""Self-service errors: JSON for API callers, a 303 to the error UI for browsers
+(docs/standin.md#conventions)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Kratos error envelopes the stand-in emits, word for word (§1, §2.3, §2.4, §5, §6, §8)."""
+"""The Kratos error envelopes the stand-in emits, word for word
+(docs/standin.md#conventions and each endpoint's section)."""
 
 from __future__ import annotations
 
@@ -57,12 +58,13 @@ def request_id(request: web.Request) -> str:
 
 
 def no_session(request: web.Request, reason: str) -> dict[str, Any]:
-    """The id-less 401 of whoami (§2.3) and of /sessions (§3), told apart by `reason` only."""
+    """The id-less 401 of whoami
+    (docs/standin.md#whoami) and of /sessions (#sessions), told apart by `reason` only."""
     return envelope(401, reason=reason, request_id=request_id(request))
 
 
 def aal2_required(request: web.Request, base_url: str) -> dict[str, Any]:
-    """§2.4: `redirect_browser_to` twice, and without return_to."""
+    """docs/standin.md#whoami: `redirect_browser_to` twice, and without return_to."""
     target = base_url + "/self-service/login/browser?aal=aal2"
     body = envelope(
         403,
@@ -104,7 +106,7 @@ def forbidden(request: web.Request, reason: str) -> dict[str, Any]:
 
 
 def aal1_required(request: web.Request) -> dict[str, Any]:
-    """Asking for aal2 without any session (§7)."""
+    """Asking for aal2 without any session (docs/standin.md#browser-login)."""
     return envelope(
         401,
         error_id="session_aal1_required",

@@ -1,4 +1,5 @@
-"""Login flows: what a browser asked for, kept until the login page is submitted (§7)."""
+"""Login flows: what a browser asked for, kept until the login page is submitted
+(docs/standin.md#browser-login)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Browser login: start a flow (§7), then check the submitted form and finish the login."""
+"""Browser login: start a flow
+(docs/standin.md#browser-login), then check the submitted form and finish the login."""
 
 from __future__ import annotations
 
@@ -104,7 +105,8 @@ def _check(state: StandinState, flow: LoginFlow, form: _Form) -> Identity | str:
 def _finish(
     request: web.Request, state: StandinState, flow: LoginFlow, identity: Identity
 ) -> StandinSession:
-    """A new session, or the flow's session with a fresh login on it (same id, §7)."""
+    """A new session, or the flow's session with a fresh login on it (same id;
+    docs/standin.md#browser-login)."""
     if flow.session_id is None:
         city = request.headers.get("Cf-Ipcity", "")
         country = request.headers.get("Cf-Ipcountry", "")

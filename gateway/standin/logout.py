@@ -1,4 +1,5 @@
-"""Logout: the URL for browsers, the browser hop itself, and the token logout (§6)."""
+"""Logout: the URL for browsers, the browser hop itself, and the token logout
+(docs/standin.md#logout)."""
 
 from __future__ import annotations
 

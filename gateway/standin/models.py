@@ -1,4 +1,5 @@
-"""Identities and sessions as the stand-in keeps them, and their Kratos JSON (CONTRACT §2.6)."""
+"""Identities and sessions as the stand-in keeps them, and their Kratos JSON
+(docs/standin.md#whoami)."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ class StandinSession:
 
     @property
     def aal(self) -> str:
-        """aal2 needs a first and a second factor; no factor at all is aal0 (§2.6)."""
+        """aal2 needs a first and a second factor; no factor at all is aal0
+        (docs/standin.md#whoami)."""
         levels = {m.aal for m in self.methods}
         if "aal1" in levels and "aal2" in levels:
             return "aal2"

@@ -1,4 +1,5 @@
-"""Paging of `GET /sessions`: ory/x migrationpagination parsing and its Link header (§3)."""
+"""Paging of `GET /sessions`: ory/x migrationpagination parsing and its Link header
+(docs/standin.md#sessions)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""How Kratos writes answers: herodot JSON, its content types, and content negotiation (§1)."""
+"""How Kratos writes answers: herodot JSON, its content types, and content negotiation
+(docs/standin.md#conventions)."""
 
 from __future__ import annotations
 

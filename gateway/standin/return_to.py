@@ -1,4 +1,5 @@
-"""`return_to` checking against the allow-list, as `x/redir/secure_redirect.go` does it (§8)."""
+"""`return_to` checking against the allow-list, as `x/redir/secure_redirect.go` does it
+(docs/standin.md#return_to-allow-list)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`/sessions`: list and revoke the caller's other sessions (§3, §4, §5)."""
+"""`/sessions`: list and revoke the caller's other sessions (docs/standin.md#sessions)."""
 
 from __future__ import annotations
 

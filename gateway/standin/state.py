@@ -20,7 +20,7 @@ from .store import Store
 
 @dataclass(frozen=True)
 class StandinConfig:
-    """The Kratos settings the gateway can observe (CONTRACT §9)."""
+    """The Kratos settings the gateway can observe (docs/standin.md#python-api)."""
 
     cookie_name: str
     allowed_return_urls: tuple[str, ...]
@@ -58,7 +58,8 @@ class StandinState:
         return self.base_url(request) + "/"
 
     def allow_list(self, request: web.Request) -> tuple[AllowedUrl, ...]:
-        """The configured URLs plus `<public-base>/self-service`, always (§8)."""
+        """The configured URLs plus `<public-base>/self-service`, always
+        (docs/standin.md#return_to-allow-list)."""
         own = self.base_url(request) + "/self-service"
         return parse_allow_list((*self.config.allowed_return_urls, own))
 
@@ -74,7 +75,8 @@ class StandinState:
         return session
 
     def satisfies_required_aal(self, session: StandinSession) -> bool:
-        """`highest_available`: an identity with a second factor must have used it (§2.4)."""
+        """`highest_available`: an identity with a second factor must have used it
+        (docs/standin.md#whoami)."""
         if self.config.required_aal != "highest_available":
             return True
         identity = self.store.identities[session.identity_id]

@@ -109,11 +109,11 @@ class Store:
             raise KeyError(f"no session {session_id!r}") from None
 
     def is_valid(self, session: StandinSession) -> bool:
-        """What whoami accepts: live session of an active identity (§2.2)."""
+        """What whoami accepts: live session of an active identity (docs/standin.md#whoami)."""
         return session.is_live(self._clock()) and self.identities[session.identity_id].is_active
 
     def others(self, session: StandinSession) -> list[StandinSession]:
-        """The identity's other live sessions, newest first (§3)."""
+        """The identity's other live sessions, newest first (docs/standin.md#sessions)."""
         now = self._clock()
         found = [
             s
@@ -123,7 +123,8 @@ class Store:
         return sorted(found, key=lambda s: (s.created_at, s.sequence), reverse=True)
 
     def revoke_others(self, session: StandinSession) -> int:
-        """PostgreSQL semantics (Ory Network): the count includes already inactive rows (§4)."""
+        """PostgreSQL semantics (Ory Network): the count includes already inactive rows
+        (docs/standin.md#sessions)."""
         count = 0
         for other in self.sessions.values():
             if other.identity_id == session.identity_id and other.id != session.id:
@@ -138,7 +139,8 @@ class Store:
             session.active = False
 
     def complete_login(self, session: StandinSession, method: str, aal: str) -> None:
-        """A login finished on an existing session: same id, new times, a re-issued cookie (§7)."""
+        """A login finished on an existing session: same id, new times, a re-issued cookie
+        (docs/standin.md#browser-login)."""
         now = self._clock()
         session.methods = [m for m in session.methods if m.method != method]
         session.methods.append(AuthMethod(method, aal, now))

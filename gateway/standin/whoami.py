@@ -1,4 +1,4 @@
-"""`/sessions/whoami`: the one call the gateway makes per request (§2)."""
+"""`/sessions/whoami`: the one call the gateway makes per request (docs/standin.md#whoami)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ async def whoami(request: web.Request) -> web.StreamResponse:
     if faulted is not None:
         return faulted
     if "tokenize_as" in request.query:
-        # No tokenizer templates are configured here, so every template is unknown (§2.1).
+        # No tokenizer templates are configured here, so every template is unknown
+        # (docs/standin.md#whoami).
         reason = "Unable to find tokenizer template: " + request.query["tokenize_as"]
         return json_error(errors.bad_request(request, reason=reason))
     session = state.valid_session(request)

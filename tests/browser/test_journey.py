@@ -122,7 +122,8 @@ async def test_journey_signs_in_manages_sessions_steps_up_and_signs_out_when_ali
 async def test_error_page_is_html_when_a_browser_opens_an_ambiguous_path(
     demo: Demo, browser: Browser
 ) -> None:
-    """Contract §3: a browser navigation's error answer is an HTML page, not the JSON envelope."""
+    """A browser navigation's error answer is an HTML page, not the JSON envelope
+    (docs/reference.md#errors)."""
     context, page = await new_page(browser)
     await sign_in(page, demo, f"{demo.gateway}/")
     answer = await page.goto(f"{demo.gateway}/docs%2Fsecret")

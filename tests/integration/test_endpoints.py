@@ -1,4 +1,4 @@
-"""Contract §4: whoami, logout, refresh, health, ready under /_auth."""
+"""docs/reference.md#endpoints: whoami, logout, refresh, health, ready under /_auth."""
 
 from __future__ import annotations
 

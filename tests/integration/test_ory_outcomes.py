@@ -1,4 +1,5 @@
-"""Contract §3.5-§3.6: the cache, singleflight and every Ory failure mode (fail closed)."""
+"""The cache, singleflight and every Ory failure mode, failing closed
+(docs/reference.md#session-cache, #outcomes)."""
 
 from __future__ import annotations
 

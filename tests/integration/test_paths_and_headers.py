@@ -1,4 +1,5 @@
-"""Contract §3.1, §3.2, §3.8: one canonical path; identity and forwarding headers."""
+"""One canonical path; identity and forwarding headers (docs/reference.md#canonical-path,
+#identity-header-stripping, #headers-toward-the-upstream)."""
 
 from __future__ import annotations
 

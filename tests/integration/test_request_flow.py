@@ -1,4 +1,5 @@
-"""Contract §3.3-§3.7: routes, access levels, credentials, outcomes, browser vs API."""
+"""Routes, access levels, credentials, outcomes, browser vs API (docs/reference.md#route-match
+to #unauthenticated-answers)."""
 
 from __future__ import annotations
 
@@ -314,10 +315,7 @@ async def test_connection_pools_are_sized_by_config(make_stack: StackFactory) ->
     assert ory._http.connector is not None
     assert ory._http.connector.limit == 7
     assert services.upstream is not None
-    assert services.upstream.pool is not None
     assert len(services.upstream.pool._idle) == 0  # nothing kept: keep-alive is off
-    assert services.upstream.http.connector is not None
-    assert services.upstream.http.connector.force_close
 
 
 async def test_upstream_connections_are_kept_alive_by_default(stack: Stack) -> None:
@@ -327,5 +325,4 @@ async def test_upstream_connections_are_kept_alive_by_default(stack: Stack) -> N
 
     upstream = stack.client.app[SERVICES].upstream
     assert upstream is not None
-    assert upstream.pool is not None
     assert len(upstream.pool._idle) == 1  # one connection, reused

@@ -1,4 +1,4 @@
-"""Issue 3 / contract §4: the sessions page, revocation with instant effect, CSRF."""
+"""docs/reference.md#endpoints: the sessions page, revocation with instant effect, CSRF."""
 
 from __future__ import annotations
 

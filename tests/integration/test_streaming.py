@@ -1,4 +1,5 @@
-"""Contract §3.9: bodies stream both ways unaltered; WebSockets; 502 / 504."""
+"""Bodies stream both ways unaltered; WebSockets; 502 / 504
+(docs/reference.md#bodies-and-websockets)."""
 
 from __future__ import annotations
 

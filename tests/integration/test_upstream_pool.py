@@ -1,4 +1,4 @@
-"""The lean upstream client (gateway.upstream): exact request heads, keep-alive reuse, and
+"""The lean upstream client (gateway.relay.client): exact request heads, keep-alive reuse, and
 every way a kept-alive connection can go wrong, against a scripted raw HTTP server."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from gateway.errors import BadRequestError
-from gateway.upstream import KEEPALIVE, UpstreamPool, _request_head
+from gateway.relay.client import KEEPALIVE, UpstreamPool, _request_head
 from tests.unit.fakes import FakeClock
 
 WAIT = 5.0
@@ -279,9 +279,23 @@ async def test_what_an_idle_connection_receives_is_never_taken_for_an_answer(
     await fetch(pool)
     idle = pool._idle[0][0]
     upstream.writers[0].write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
-    await until(lambda: bool(idle._buffer))  # the stray answer has reached the idle client
+    await until(lambda: idle.tainted)  # the stray answer has reached the idle client
 
     assert await fetch(pool) == (200, b"ok")
+    assert [number for number, _ in upstream.heads] == [1, 2]
+
+
+async def test_a_stray_answer_not_yet_delivered_is_never_taken_for_an_answer(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    """The stray bytes are in the client's socket, but the loop has not run since: only a
+    look at the socket itself tells the connection is not quiet."""
+    await fetch(pool)
+    idle = pool._idle[0][0]
+    upstream.writers[0].write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
+
+    assert await fetch(pool) == (200, b"ok")  # no await in between: nothing was delivered
+    assert not idle.is_connected()
     assert [number for number, _ in upstream.heads] == [1, 2]
 
 
@@ -337,9 +351,9 @@ async def test_an_unreachable_upstream_is_an_os_error() -> None:
 @pytest.mark.parametrize("value", ["a\r\nX-Evil: 1", "a\nb", "a\rb"])
 def test_a_line_break_in_a_header_is_refused_not_sent(value: str) -> None:
     with pytest.raises(BadRequestError):
-        _request_head("GET", "/", {"X-A": value}, "h")
+        _request_head("GET", "/", {"X-A": value}, "h", None)
     with pytest.raises(BadRequestError):
-        _request_head("GET", "/", {value: "v"}, "h")
+        _request_head("GET", "/", {value: "v"}, "h", None)
 
 
 def test_an_international_host_is_connected_to_as_written() -> None:
@@ -347,8 +361,8 @@ def test_an_international_host_is_connected_to_as_written() -> None:
     assert UpstreamPool("http://xn--fa-hia.de:3000")._host == "xn--fa-hia.de"
 
 
-def test_only_plain_http_upstreams_are_served() -> None:
-    assert UpstreamPool.serves("http://app:3000")
-    assert not UpstreamPool.serves("https://app")
-    with pytest.raises(ValueError, match="plain http"):
-        UpstreamPool("https://app")
+def test_only_http_and_https_upstreams_are_served() -> None:
+    assert UpstreamPool("https://app")._port == 443
+    assert UpstreamPool("http://app")._port == 80
+    with pytest.raises(ValueError, match="not an http"):
+        UpstreamPool("ftp://app")

@@ -1,5 +1,5 @@
 """`server.workers = 2`: every worker has its own cache, yet a revocation made through one
-worker is refused by the other on the very next request (contract §4, issue 3 point 3)."""
+worker is refused by the other on the very next request (docs/reference.md#endpoints)."""
 
 from __future__ import annotations
 

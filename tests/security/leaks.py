@@ -57,8 +57,8 @@ def gateway_tasks() -> list[asyncio.Task[object]]:
 def connectors(services: Services) -> dict[str, aiohttp.BaseConnector]:
     """The gateway's upstream and Ory connectors."""
     found: dict[str, aiohttp.BaseConnector] = {}
-    if services.upstream is not None and services.upstream.http.connector is not None:
-        found["upstream"] = services.upstream.http.connector
+    if services.upstream is not None and services.upstream.websockets.connector is not None:
+        found["upstream websockets"] = services.upstream.websockets.connector
     ory = services.auth.ory
     if isinstance(ory, HttpOryClient) and ory._http.connector is not None:
         found["ory"] = ory._http.connector
@@ -68,7 +68,7 @@ def connectors(services: Services) -> dict[str, aiohttp.BaseConnector]:
 def held_connections(services: Services) -> dict[str, int]:
     """Connections each connector has handed out and not got back."""
     held = {name: len(c._acquired) for name, c in connectors(services).items()}
-    if services.upstream is not None and services.upstream.pool is not None:
+    if services.upstream is not None:
         held["upstream pool"] = services.upstream.pool.in_use
     return held
 

@@ -1,4 +1,5 @@
-"""Class CACHE-SCOPE: a cached decision that outlives or out-scopes what it decided (§3.5).
+"""Class CACHE-SCOPE: a cached decision that outlives or out-scopes what it decided
+(docs/reference.md#session-cache).
 
 The cache keeps sessions, never verdicts: a route's `aal` and `max_age` must be checked on
 every use, an entry must serve only the credential (and credential kind) it was made for,

@@ -1,6 +1,6 @@
 """Class CONNECTION-STATE: a refused or failed upgrade that leaves the socket in a state
 where the next request skips the checks (WebSocket / h2c smuggling), and cross-site
-WebSocket hijacking through a lax Origin check (§3.9).
+WebSocket hijacking through a lax Origin check (docs/reference.md#bodies-and-websockets).
 
 integration/test_streaming.py refuses `Origin: https://evil.example`; here the near-misses
 of our own origin are refused too, and every refused or failed upgrade is followed on the

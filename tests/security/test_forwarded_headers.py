@@ -1,4 +1,5 @@
-"""Class TRUSTED-FORWARDING: client-sent X-Forwarded-* and path overrides believed (§3.8).
+"""Class TRUSTED-FORWARDING: client-sent X-Forwarded-* and path overrides believed
+(docs/reference.md#headers-toward-the-upstream).
 
 The peer here is 127.0.0.1 and `trusted_proxies` is empty, so nothing it says about the
 original request may change what the upstream is told or where a browser is sent.

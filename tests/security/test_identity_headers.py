@@ -1,4 +1,5 @@
-"""Class IDENTITY-SPOOF: identity headers that survive stripping (contract §3.2, §3.8).
+"""Class IDENTITY-SPOOF: identity headers that survive stripping
+(docs/reference.md#identity-header-stripping, #headers-toward-the-upstream).
 
 tests/integration/test_paths_and_headers.py checks that spoofed values vanish on /public,
 /maybe and /app with a cookie. Here the upstream must receive exactly the session's value

@@ -1,5 +1,6 @@
 """A 1 GiB upload and a 1 GiB download through a gateway process grow its RSS by < 50 MB:
-bodies stream with backpressure both ways and are never held (contract §3.9, issue 4.4).
+bodies stream with backpressure both ways and are never held
+(docs/reference.md#bodies-and-websockets).
 
 The client writes and reads raw sockets so that the test's own process stays cheap; RSS is
 sampled from /proc while the bytes flow, against a baseline taken after a warm-up transfer.

@@ -1,4 +1,5 @@
-"""Faults at Ory: each gets the answer §3.6 promises (never 500, never let through), leaves
+"""Faults at Ory: each gets the answer
+docs/reference.md#outcomes promises (never 500, never let through), leaves
 no gateway task or connection behind, and the gateway recovers when the fault ends.
 
 integration/test_ory_outcomes.py checks the status for each failure; this adds what a fault

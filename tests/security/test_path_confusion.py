@@ -90,7 +90,8 @@ async def test_forwarded_path_is_the_matched_one_and_reads_as_public(
     assert protected_readings(seen, RouteTable(guarded.config)) == []
 
 
-# Overlong UTF-8: a lenient decoder reads /public/%C0%AE%C0%AE/admin as /admin (§3.1: a
+# Overlong UTF-8: a lenient decoder reads /public/%C0%AE%C0%AE/admin as /admin
+# (docs/reference.md#canonical-path: a
 # path that could be read two ways must be refused).
 @pytest.mark.parametrize(
     "target",

@@ -1,6 +1,7 @@
 """Faults at the upstream: refusing, resetting, closing early, answering garbage, slow.
 
-Before the answer starts the client gets 502 / 504 JSON (§3.9); once it has started the
+Before the answer starts the client gets 502 / 504 JSON
+(docs/reference.md#bodies-and-websockets); once it has started the
 gateway must cut the client's connection rather than pretend the body was complete (STYLE
 habit 5). Each leaves no gateway task or connection behind, and the next request works.
 integration/test_streaming.py covers a closed port (502) and a hanging handler (504).

@@ -1,0 +1,200 @@
+"""Client connections, below the handler (docs/reference.md#bodies-and-framing).
+
+What aiohttp's HTTP server does on its own, before or around the gateway's handler, made to
+fit a gateway:
+
+* Request bodies are never decompressed (`auto_decompress=False`): they are relayed as sent.
+* A request head must arrive within `server.header_timeout`, from the connection's opening
+  or from the first byte of a following request; a silent connection is closed, a half-sent
+  head gets 408. Idle kept-alive connections close after `server.keepalive_timeout`.
+* Every answer aiohttp would make itself (a request it cannot parse, a line too long, an
+  unexpected error) is the gateway's JSON error envelope and never repeats what was sent.
+* `Expect: 100-continue` is left to the gateway, which grants it after authorisation.
+
+aiohttp internals used here (pinned by tests/unit/test_aiohttp_internals.py): the
+`RequestHandler` class and its `data_received`, `connection_made`, `handle_error`,
+`_messages`, `_waiter`, `_request_count`, `_force_close`, `_close`, `_ErrInfo`; `Server`'s
+`_kwargs` / `_loop`; `AppRunner._make_server`; the route's `expect_handler`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, NamedTuple
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.streams import EMPTY_PAYLOAD
+from aiohttp.web_protocol import RequestHandler, _ErrInfo
+
+from gateway.errors import (
+    BadRequestError,
+    GatewayError,
+    HeadersTooLargeError,
+    InternalError,
+    RequestTimeoutError,
+    UriTooLongError,
+)
+from gateway.relay.answers import awaits_continue
+from gateway.respond import json_error
+
+log = logging.getLogger("gateway.connections")
+
+MAX_LINE = 8190  # bytes in the request line (aiohttp's default)
+MAX_FIELD = 16 * 1024  # bytes in one header line (cookies can be long)
+
+
+class ClientLimits(NamedTuple):
+    """How long a client may take; from `[server]`."""
+
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
+
+
+CLIENT_LIMITS = web.AppKey("client_limits", ClientLimits)
+
+
+def handler_args(limits: ClientLimits) -> dict[str, Any]:
+    """aiohttp's own per-connection settings for the gateway's app."""
+    return {
+        "auto_decompress": False,
+        "keepalive_timeout": limits.keepalive_timeout,
+        "max_line_size": MAX_LINE,
+        "max_field_size": MAX_FIELD,
+    }
+
+
+async def defer_expect(request: web.Request) -> None:
+    """The route's expect handler: grant nothing yet (`grant_continue` does, once the request
+    is authorised)."""
+
+
+class GatewayProtocol(RequestHandler):
+    """aiohttp's connection handler with a deadline for request heads and the gateway's own
+    error answers."""
+
+    def __init__(self, manager: web.Server, *, limits: ClientLimits, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._header_timeout = limits.header_timeout
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = False  # bytes of the awaited head have arrived
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        count = self._request_count
+        super().data_received(data)
+        if self._request_count != count:
+            self._cancel_head_timer()  # a head is complete
+        elif data:
+            if self._head_timer is None and self._waiter is not None:
+                self._arm_head_timer()  # the first byte of the next request, when idle
+            self._head_bytes = True
+
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """The JSON envelope for whatever aiohttp could not hand to the gateway's handler
+        (never the offending bytes: a header line may hold a session cookie)."""
+        if request.writer.output_size > 0:
+            raise ConnectionError("the answer has started; the connection is cut instead")
+        error = _as_gateway_error(status, exc)
+        if error.status >= 500:
+            self.logger.error("request failed", exc_info=exc)  # redacted by gateway.logs
+        else:
+            log.info("refused a request from %s that could not be read: %s (%d)",
+                     request.remote or "-", type(exc).__name__, error.status)
+        response = json_error(error)
+        response.force_close()
+        return response
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        """aiohttp's own plain-text answers (its router's 404 for a target that is not a
+        path, such as `OPTIONS *` or `CONNECT host:443`) become the gateway's envelope."""
+        if isinstance(resp, web.HTTPException) and resp.status >= 400:
+            resp = json_error(_as_gateway_error(resp.status, resp))
+            resp.force_close()
+        finished = await super().finish_response(request, resp, start_time)
+        if awaits_continue(request):
+            self.force_close()  # after the answer, not after aiohttp's 10 s of lingering
+        return finished
+
+    def _arm_head_timer(self) -> None:
+        self._head_bytes = False
+        if self._header_timeout > 0:
+            self._head_timer = self._loop.call_later(
+                self._header_timeout, self._head_overdue, self._request_count
+            )
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_overdue(self, count: int) -> None:
+        """No complete head in time: close a silent connection, answer 408 to a slow one."""
+        self._head_timer = None
+        if self._request_count != count or self._force_close or self._close:
+            return
+        if not self._head_bytes:
+            self.force_close()
+            return
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            self.force_close()
+            return
+        overdue = _ErrInfo(status=408, exc=RequestTimeoutError(), message="")
+        self._messages.append((overdue, EMPTY_PAYLOAD))
+        self._request_count += 1
+        waiter.set_result(None)
+
+
+def _as_gateway_error(status: int, exc: BaseException | None) -> GatewayError:
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, web.HTTPNotFound):  # every path matches the gateway's route: not a path
+        return BadRequestError("the request target is not a path")
+    if isinstance(exc, LineTooLong):
+        return UriTooLongError() if exc.args[1:2] == (MAX_LINE,) else HeadersTooLargeError()
+    if isinstance(exc, HttpProcessingError) and "many headers" in str(exc.message).lower():
+        return HeadersTooLargeError()
+    if 400 <= status < 500:
+        error = BadRequestError()
+        error.status = status
+        return error
+    return InternalError()
+
+
+class GatewayServer(web.Server):
+    """aiohttp's Server, making GatewayProtocol connections."""
+
+    def __init__(self, handler: Any, *, limits: ClientLimits, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._limits = limits
+
+    def __call__(self) -> RequestHandler:
+        return GatewayProtocol(self, loop=self._loop, limits=self._limits, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """An AppRunner whose connections are GatewayProtocols, with the app's CLIENT_LIMITS."""
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()  # runs the app's startup
+        return GatewayServer(
+            plain.request_handler, request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation, loop=plain._loop,
+            limits=self.app.get(CLIENT_LIMITS, ClientLimits()),
+            **plain._kwargs,  # the app's handler_args, as aiohttp merged them
+        )
+
