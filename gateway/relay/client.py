@@ -143,6 +143,12 @@ class UpstreamAnswer:
         self._pool.put_back(protocol, reusable=self._body_first)
 
 
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """A body that failed after its answer began is nobody's news: mark it seen."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _finished(task: asyncio.Task[None]) -> bool:
     return task.done() and not task.cancelled() and task.exception() is None
 
@@ -251,6 +257,7 @@ class UpstreamPool:
                 message, payload = await _answer_head(protocol)
             else:
                 sender = asyncio.ensure_future(_send_body(protocol, body))
+                sender.add_done_callback(_retrieve)
                 message, payload = await _answer_head_while_sending(protocol, sender)
         except BaseException as exc:
             self._in_use -= 1
