@@ -433,28 +433,46 @@ class Stack:
     def rows(self) -> list[Row]:
         wanted = set(self.args.rows.split(",")) if self.args.rows else None
         rows = [
-            self._gateway_row(1), self._gateway_row(2), self._nginx_row(cache=False),
-            self._nginx_row(cache=True), self._caddy_row(), self._floor_row(),
+            self._gateway_row(1), self._gateway_row(2), self._baseline_row(),
+            self._nginx_row(cache=False), self._nginx_row(cache=True), self._caddy_row(),
+            self._floor_row(),
         ]
         return [r for r in rows if r is not None and (wanted is None or r.key in wanted)]
 
-    def _gateway_row(self, workers: int) -> Row:
+    def _gateway_row(
+        self, workers: int, *, key: str = "", label: str = "", checkout: Path = ROOT,
+        python: str = "",
+    ) -> Row:
         port = free_port()
-        config = self.work / f"gateway-{workers}.toml"
+        key = key or f"gw{workers}"
+        config = self.work / f"{key}.toml"
         config.write_text(gateway_toml(port, self.ory_port, self.upstream_port, workers,
                                        self.args.ttl, self.args.refresh_ahead))
         # 1 worker: core 0 like every other server; 2 workers: not pinned (both cores).
         cpus = "0" if workers == 1 else "0,1"
-        key = f"gw{workers}"
+        argv = [python or self.python, "-m", "gateway", "serve", "--config", str(config)]
 
         def start() -> subprocess.Popen[bytes]:
-            return self.children.start(
-                key, [self.python, "-m", "gateway", "serve", "--config", str(config)],
-                cpus=cpus, env=self.env(), cwd=ROOT,
-            )
+            return self.children.start(key, argv, cpus=cpus, env=self.env(), cwd=checkout)
 
-        label = "gateway, 1 worker" if workers == 1 else f"gateway, {workers} workers *"
+        label = label or (
+            "gateway, 1 worker" if workers == 1 else f"gateway, {workers} workers *"
+        )
         return Row(key, label, start, port, workers=workers)
+
+    def _baseline_row(self) -> Row | None:
+        """--baseline CHECKOUT: the gateway of another checkout (its own .venv), 1 worker,
+        interleaved with this one: a before/after in one run."""
+        checkout = self.args.baseline
+        if checkout is None:
+            return None
+        python = checkout / ".venv" / "bin" / "python"
+        if not python.is_file():
+            raise BenchError(f"--baseline {checkout}: no .venv/bin/python there")
+        commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, check=False).stdout.strip()
+        return self._gateway_row(1, key="base", label=f"baseline {commit or checkout.name}",
+                                 checkout=checkout, python=str(python))
 
     def _nginx_row(self, *, cache: bool) -> Row | None:
         if self.nginx is None:
@@ -766,7 +784,7 @@ def summarise_folded(path: Path, top: int = 25) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark the gateway against nginx, Caddy and a minimal Python proxy.",
-        epilog="Rows: gw1, gw2, nginx, nginx-cache, caddy, floor.",
+        epilog="Rows: gw1, gw2, base (with --baseline), nginx, nginx-cache, caddy, floor.",
     )
     parser.add_argument("--quick", action="store_true",
                         help="1 s warm-up + 3 s measured per round (default 5 s + 10 s)")
@@ -781,6 +799,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--refresh-ahead", type=float, default=0.0, metavar="SECONDS",
                         help="the gateway's cache.refresh_ahead (default 0: off, as shipped)")
     parser.add_argument("--rows", help="comma-separated subset of the rows, e.g. gw1,floor")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also run the gateway of another checkout (with its own .venv) "
+                             "as row 'base', for a before/after in one run")
     parser.add_argument("--upstream", choices=("auto", "nginx", "python"), default="auto",
                         help="static upstream: nginx when installed (auto) or the asyncio one")
     parser.add_argument("--python", default=None,

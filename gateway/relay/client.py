@@ -12,7 +12,7 @@ connection given back for reuse only when nothing unexpected happened on it:
 * the whole answer was read, and no byte beyond it (`_leftover`);
 * the request body had been sent in full before the answer began (an early answer means
   the app may not have read the body, and would read its rest as a request of its own);
-* nothing arrived while the connection sat idle (`UpstreamProtocol.tainted`, and a peek at
+* nothing arrived while the connection sat idle (`UpstreamProtocol.tainted`, and a poll of
   the socket just before reuse for bytes not yet delivered to the protocol);
 * no error, and neither side asked to close.
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket
 import ssl
 import time
@@ -51,7 +52,6 @@ _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # The framing of a request body is the gateway's to write, from what it actually sends.
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
-_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
 
 class AsSentRequest(aiohttp.ClientRequest):
@@ -366,21 +366,14 @@ def _leftover(protocol: UpstreamProtocol) -> bool:
 
 def _is_quiet(protocol: UpstreamProtocol) -> bool:
     """Nothing waiting in the socket that the loop has not delivered yet (a stray answer
-    sent just now, or the upstream's FIN): one non-blocking peek, before every reuse."""
+    sent just now, or the upstream's FIN): one zero-timeout poll, before every reuse."""
     transport = protocol.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:
         return False
-    peek = socket.socket(sock.family, sock.type, 0, sock.fileno())
-    try:
-        peek.recv(1, _PEEK)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        peek.detach()  # the transport owns the descriptor
-    return False
+    poll = select.poll()
+    poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+    return not poll.poll(0)  # readable, closed or failed: not quiet
 
 
 def _request_head(
