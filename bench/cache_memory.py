@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from gateway.app import build_app
+from gateway.app import RESOURCES, build_app
 from gateway.cache import SessionCache
 from gateway.config import load_config
 from gateway.credentials import credential_key
@@ -100,7 +100,8 @@ def full_gc_ms() -> float:
 
 async def measure(entries: int, overflow: int) -> list[tuple[bool, str]]:
     config = load_config("", {})
-    app = build_app(config)  # import and build everything a running gateway has
+    app = await build_app(config)  # import and build everything a running gateway has
+    await app[RESOURCES].close()
     del app
     cache = SessionCache(ttl=3600.0, max_entries=entries, stale_if_error=0.0, clock=time.time)
     gc.collect()

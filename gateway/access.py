@@ -18,6 +18,7 @@ from gateway.errors import (
     StepUpRequiredError,
 )
 from gateway.ory import OryClient, StepUpRequired, WhoamiResult
+from gateway.outcome import Outcome
 from gateway.routes import Route, aal_rank
 from gateway.session import Session
 
@@ -30,9 +31,11 @@ class Authenticator:
         self.cache = cache
         self._clock = clock
 
-    async def lookup(self, credential: Credential) -> WhoamiResult:
+    async def lookup(
+        self, credential: Credential, outcome: Outcome | None = None
+    ) -> WhoamiResult:
         """Cached whoami; raises OryUnavailableError when Ory fails and nothing stale helps."""
-        return await self.cache.get(credential.key, self._fetcher(credential))
+        return await self.cache.get(credential.key, self._fetcher(credential), outcome)
 
     def _fetcher(self, credential: Credential) -> Fetch:
         async def fetch(fresh: bool) -> WhoamiResult:
@@ -40,7 +43,9 @@ class Authenticator:
 
         return fetch
 
-    async def authorize(self, route: Route, credential: Credential | None) -> Session | None:
+    async def authorize(
+        self, route: Route, credential: Credential | None, outcome: Outcome
+    ) -> Session | None:
         """The session to vouch for (None = pass anonymously), or raise why not."""
         if route.access == "deny":
             raise AccessDeniedError()
@@ -50,9 +55,11 @@ class Authenticator:
             if route.access == "optional":
                 return None
             raise SessionRequiredError()
-        result = self.cache.hit(credential.key, self._fetcher(credential)) or (
-            await self.lookup(credential)
-        )
+        result: WhoamiResult | None = self.cache.hit(credential.key, self._fetcher(credential))
+        if result is not None:
+            outcome.cache = "hit"
+        else:
+            result = await self.lookup(credential, outcome)
         if not isinstance(result, Session):
             if route.access == "optional":
                 return None

@@ -1,51 +1,106 @@
-"""One access-log line per request, with no cookie, token or query value in it (issue 4.5).
+"""The end of every request: its access-log line and its metrics, from its Outcome
+(docs/reference.md#logs-and-metrics).
 
-Lines go through `logging` (so any handler can take them), but `gateway serve` gives the
-access logger a batching handler: one write per batch instead of one per request, which is
-a syscall saved on every proxied request.
+aiohttp calls `AccessLogger.log` once per finished request. The line never holds a cookie,
+a token, a query or an email: the query is shown as `?…` (text) or not at all (JSON), and
+the user is named by their identity id only. `gateway serve` gives the access logger a
+batching handler: one write per batch instead of one per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time as _time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TextIO
+from dataclasses import dataclass, field
+from typing import Any, TextIO
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+
+from gateway.logs import rfc3339
+from gateway.observe import NO_METRICS, Metrics
+from gateway.outcome import OUTCOME
 
 FLUSH_EVERY = 0.5  # seconds a line may wait before it is written
 BATCH = 256  # lines that force a write at once
 PIECE = 4000  # bytes per write, below PIPE_BUF (4096)
 
 
-class AccessLogger(AbstractAccessLogger):
-    """`METHOD /path STATUS bytes ms peer`: the query is replaced by `?…` (it may hold secrets).
+@dataclass(slots=True)
+class Reporting:
+    """How requests are reported; `lines` and `json` follow the config (reload included)."""
 
-    With a BatchingHandler as the logger's only handler, the line is handed straight to it:
-    a LogRecord per request costs more than the rest of the line."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        path, mark, _ = request.raw_path.partition("?")
-        handlers = self.logger.handlers
-        if len(handlers) == 1 and isinstance(handlers[0], BatchingHandler):
-            handlers[0].line(
-                f"{request.method} {path[:512]}{'?…' if mark else ''} {response.status} "
-                f"{response.body_length} {time * 1000:.1f}ms {request.remote or '-'}"
-            )
-            return
-        self.logger.info(
-            "%s %s%s %d %d %.1fms %s",
-            request.method, path[:512], "?…" if mark else "", response.status,
-            response.body_length, time * 1000, request.remote or "-",
-        )
+    lines: bool = True  # `server.access_log`
+    json: bool = False  # `server.log_format = "json"`
+    metrics: Metrics = field(default=NO_METRICS)
 
     @property
     def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
+        return self.lines or self.metrics is not NO_METRICS
+
+
+REPORTING = web.AppKey("reporting", Reporting)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Bound to one app's Reporting by `for_app` (aiohttp makes one per connection)."""
+
+    reporting = Reporting()
+
+    @classmethod
+    def for_app(cls, reporting: Reporting) -> type[AccessLogger]:
+        return type("AccessLogger", (cls,), {"reporting": reporting})
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        outcome = request.get(OUTCOME)  # None: an app other than the gateway (the demo's)
+        reporting = self.reporting
+        if outcome is not None:
+            reporting.metrics.request(outcome, response.status, time)
+        if not reporting.lines:
+            return
+        path, mark, _ = request.raw_path.partition("?")
+        path = path[:512]
+        if outcome is None:
+            line = (
+                f"{request.method} {path}{'?…' if mark else ''} {response.status} "
+                f"{response.body_length} {time * 1000:.1f}ms {request.remote or '-'}"
+            )
+        elif reporting.json:
+            line = json_line({
+                "request_id": outcome.request_id, "method": request.method, "path": path,
+                "route": outcome.route, "decision": outcome.decision, "status": response.status,
+                "bytes": response.body_length, "duration_ms": round(time * 1000, 3),
+                "upstream_ms": None if outcome.upstream_s is None
+                else round(outcome.upstream_s * 1000, 3),
+                "cache": outcome.cache, "identity_id": outcome.identity_id,
+                "peer": request.remote,
+            })
+        else:
+            line = (
+                f"{request.method} {path}{'?…' if mark else ''} {response.status} "
+                f"{response.body_length} {time * 1000:.1f}ms {request.remote or '-'} "
+                f"{outcome.decision} {outcome.request_id}"
+            )
+        handlers = self.logger.handlers
+        if len(handlers) == 1 and isinstance(handlers[0], BatchingHandler):
+            handlers[0].line(line, formatted=reporting.json)
+        else:
+            self.logger.info("%s", line, extra={"access_json": reporting.json})
+
+    @property
+    def enabled(self) -> bool:
+        return self.reporting.enabled
+
+
+def json_line(fields: dict[str, Any]) -> str:
+    """An access line as one JSON object, `time`, `level` and `logger` first."""
+    now = _time.time()
+    head = {"time": rfc3339(now), "level": "INFO", "logger": "gateway.access"}
+    return json.dumps({**head, **fields}, ensure_ascii=True, separators=(",", ":"))
 
 
 class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -57,15 +112,18 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._second = -1
         self._prefix = ""
 
-    def line(self, message: str) -> None:
-        """An INFO line without a LogRecord, in LOG_FORMAT's shape (`asctime LEVEL name: msg`)."""
-        now = _time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            stamp = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(second))
-            self._prefix = f"{stamp},%03d INFO gateway.access: "
-        self._pending.append(self._prefix % int((now - second) * 1000) + message)
+    def line(self, message: str, *, formatted: bool = False) -> None:
+        """An INFO line without a LogRecord: in LOG_FORMAT's shape (`asctime LEVEL name:
+        msg`), or as given when `formatted` (a JSON line)."""
+        if not formatted:
+            now = _time.time()
+            second = int(now)
+            if second != self._second:
+                self._second = second
+                stamp = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(second))
+                self._prefix = f"{stamp},%03d INFO gateway.access: "
+            message = self._prefix % int((now - second) * 1000) + message
+        self._pending.append(message)
         if len(self._pending) >= BATCH:
             self.flush()
 

@@ -1,25 +1,32 @@
-"""The composition root: config in, aiohttp Application out (it owns every long-lived resource)."""
+"""The composition root: config in, aiohttp Application out, wired in one phase.
+
+Two kinds of parts. `Resources` live as long as the app (connection pools, the session
+cache, timers, metrics) and are closed with it. `Services` hold everything that follows from
+the configuration; `build_services` makes them from a config and the resources, at start
+and again on every reload (gateway.reload), so nothing is ever patched in place.
+"""
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import cast
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import aiohttp
-import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 
 from gateway.access import Authenticator
-from gateway.assets import templates_dir
+from gateway.accesslog import REPORTING, Reporting
 from gateway.cache import SessionCache
 from gateway.config import GatewayConfig
-from gateway.context import SERVICES, Services
+from gateway.context import GATEWAY, Gateway, Services
 from gateway.csrf import CsrfSigner
+from gateway.deadlines import Watchdog
 from gateway.logs import install_log_redaction
+from gateway.observe import NO_METRICS, Metrics
 from gateway.ory import HttpOryClient, OryClient
+from gateway.pages import Pages
 from gateway.pipeline import handle_request
 from gateway.proxy import Upstream
 from gateway.redirects import LoopGuard
@@ -29,97 +36,135 @@ from gateway.respond import Responder
 from gateway.routes import RouteTable
 from gateway.siblings import Siblings
 
-
-def build_app(
-    config: GatewayConfig,
-    *,
-    ory: OryClient | None = None,
-    clock: Callable[[], float] = time.time,
-    siblings: Siblings | None = None,
-) -> web.Application:
-    """The gateway as an aiohttp app; pass `ory` to swap the Ory client (tests) and
-    `siblings` when other workers' caches must hear of every eviction."""
-    install_log_redaction()
-    limits = ClientLimits(config.server.header_timeout, config.server.keepalive_timeout)
-    app = web.Application(handler_args=handler_args(limits))
-    app[CLIENT_LIMITS] = limits
-    cache = SessionCache(
-        ttl=config.cache.ttl,
-        max_entries=config.cache.max_entries,
-        stale_if_error=config.cache.stale_if_error,
-        refresh_ahead=config.cache.refresh_ahead,
-        clock=clock,
-    )
-    services = Services(
-        config=config,
-        routes=RouteTable(config),
-        auth=Authenticator(ory or cast(OryClient, _PendingOry()), cache, clock),
-        responder=Responder(config, LoopGuard(clock)),
-        csrf=CsrfSigner(config.server.secret.encode() or secrets.token_bytes(32)),
-        clock=clock,
-        strip=Services.identity_names(config),
-    )
-    app[SERVICES] = services
-    aiohttp_jinja2.setup(
-        app, loader=jinja2.FileSystemLoader(str(templates_dir())), autoescape=True
-    )
-    app.cleanup_ctx.append(_http_clients(services, ory))
-    if siblings is not None:
-        cache.announce = siblings.tell
-        app.cleanup_ctx.append(_listening(siblings, cache))
-    app.router.add_route("*", "/{tail:.*}", handle_request, expect_handler=defer_expect)
-    return app
+Clock = Callable[[], float]
 
 
-def _http_clients(
-    services: Services, ory: OryClient | None
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    """One long-lived ClientSession per target, closed with the app."""
+@dataclass
+class Resources:
+    """What outlives a configuration: opened once per app, closed with it."""
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        config = services.config
-        websockets = websocket_session()
+    clock: Clock
+    metrics: Metrics
+    cache: SessionCache
+    ory_http: aiohttp.ClientSession
+    websockets: aiohttp.ClientSession
+    watchdog: Watchdog = field(default_factory=Watchdog)
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # when none is set
+    pools: dict[tuple[str, int], UpstreamPool] = field(default_factory=dict)
+    loop_guard: LoopGuard | None = None
+    ory: OryClient | None = None  # replaces the HTTP Ory client (tests), across reloads
+
+    @classmethod
+    def open(cls, config: GatewayConfig, clock: Clock, metrics: Metrics) -> Resources:
+        """Call inside the running loop (ClientSessions bind to it)."""
+        cache = SessionCache(
+            ttl=config.cache.ttl, max_entries=config.cache.max_entries,
+            stale_if_error=config.cache.stale_if_error,
+            refresh_ahead=config.cache.refresh_ahead, clock=clock,
+        )
+        metrics.watch_cache(cache.__len__)
         ory_http = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),
             connector=aiohttp.TCPConnector(limit=config.ory.max_connections, ttl_dns_cache=60),
         )
-        url = config.upstream.url
-        pool = UpstreamPool(url, keepalive_connections=config.upstream.keepalive_connections)
-        services.upstream = Upstream(url, pool, websockets)
-        services.auth.ory = ory or HttpOryClient(
-            ory_http,
-            base_url=config.ory.url,
-            cookie_name=config.ory.session_cookie,
-            timeout=config.ory.timeout,
-            identity_headers=config.identity_headers,
-            clock=services.clock,
-        )
-        try:
-            yield
-        finally:
-            services.watchdog.close()
+        resources = cls(clock, metrics, cache, ory_http, websocket_session())
+        resources.loop_guard = LoopGuard(clock)
+        return resources
+
+    def pool(self, url: str, keepalive: int) -> UpstreamPool:
+        """The keep-alive pool for one upstream (kept across reloads while still used)."""
+        key = (url, keepalive)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = UpstreamPool(url, keepalive_connections=keepalive)
+        return pool
+
+    def retire_pools(self, services: Services) -> None:
+        """Close the pools a new configuration no longer uses (connections in use close as
+        they are given back)."""
+        used = {(services.upstream.base, services.config.upstream.keepalive_connections)}
+        for key in [key for key in self.pools if key not in used]:
+            self.pools.pop(key).close()
+
+    async def close(self) -> None:
+        self.watchdog.close()
+        for pool in self.pools.values():
             pool.close()
-            await websockets.close()
-            await ory_http.close()
-
-    return lifecycle
+        await self.websockets.close()
+        await self.ory_http.close()
 
 
-def _listening(
-    siblings: Siblings, cache: SessionCache
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        siblings.listen(cache.apply)
-        try:
-            yield
-        finally:
+def build_services(config: GatewayConfig, resources: Resources) -> Services:
+    """Everything that follows from `config`."""
+    ory_client = resources.ory or HttpOryClient(
+        resources.ory_http, base_url=config.ory.url, cookie_name=config.ory.session_cookie,
+        timeout=config.ory.timeout, identity_headers=config.identity_headers,
+        clock=resources.clock, metrics=resources.metrics,
+    )
+    pages = Pages(config.server.templates_dir)
+    assert resources.loop_guard is not None  # noqa: S101 - made by Resources.open
+    upstream = Upstream(
+        config.upstream.url,
+        resources.pool(config.upstream.url, config.upstream.keepalive_connections),
+        resources.websockets,
+    )
+    return Services(
+        config=config,
+        routes=RouteTable(config),
+        auth=Authenticator(ory_client, resources.cache, resources.clock),
+        responder=Responder(config, resources.loop_guard, pages),
+        csrf=CsrfSigner(config.server.secret.encode() or resources.secret),
+        pages=pages,
+        upstream=upstream,
+        watchdog=resources.watchdog,
+        metrics=resources.metrics,
+        clock=resources.clock,
+        strip=Services.identity_names(config),
+    )
+
+
+RESOURCES = web.AppKey("resources", Resources)
+
+
+async def build_app(
+    config: GatewayConfig,
+    *,
+    ory: OryClient | None = None,
+    clock: Clock = time.time,
+    siblings: Siblings | None = None,
+    metrics: Metrics = NO_METRICS,
+) -> web.Application:
+    """The gateway as an aiohttp app, built inside the running loop. `ory` swaps the Ory
+    client (tests); `siblings` when other workers' caches must hear of every eviction."""
+    install_log_redaction()
+    limits = ClientLimits(
+        config.server.header_timeout, config.server.keepalive_timeout,
+        config.server.request_id_header,
+    )
+    app = web.Application(handler_args=handler_args(limits))
+    app[CLIENT_LIMITS] = limits
+    resources = Resources.open(config, clock, metrics)
+    resources.ory = ory
+    app[RESOURCES] = resources
+    app[GATEWAY] = Gateway(build_services(config, resources))
+    app[REPORTING] = Reporting(
+        lines=config.server.access_log, json=config.server.log_format == "json",
+        metrics=metrics,
+    )
+    app.on_cleanup.append(_closing(resources, siblings))
+    if siblings is not None:
+        resources.cache.announce = siblings.tell
+        siblings.listen(resources.cache.apply)
+    app.router.add_route("*", "/{tail:.*}", handle_request, expect_handler=defer_expect)
+    return app
+
+
+def _closing(
+    resources: Resources, siblings: Siblings | None
+) -> Callable[[web.Application], Awaitable[None]]:
+    async def close(app: web.Application) -> None:
+        if siblings is not None:
             siblings.stop_listening()
+        await resources.close()
 
-    return lifecycle
-
-
-class _PendingOry:
-    """Placeholder until the app starts; any use before then is a programming error."""
-
-    def __getattr__(self, name: str) -> object:
-        raise RuntimeError("the gateway app has not been started")
+    return close

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from gateway.errors import OryUnavailableError
 from gateway.ory import WhoamiResult
+from gateway.outcome import Outcome
 from gateway.session import Session, pack, packed_fresh_until, packed_ids, unpack
 
 Clock = Callable[[], float]
@@ -105,6 +106,7 @@ class SessionCache:
         self._generation = 0
         self._evicted_at: OrderedDict[tuple[str, str | Key], int] = OrderedDict()
         self._held: OrderedDict[Key, float] = OrderedDict()  # key -> store nothing until
+        self._cleared_at = 0  # a look-up that started before the last clear() stores nothing
         # Set by the app when sibling workers must hear of every eviction.
         self.announce: Callable[[Eviction], None] | None = None
 
@@ -128,16 +130,26 @@ class SessionCache:
             self._start_fetch(key, fetch)
         return session
 
-    async def get(self, key: Key, fetch: Fetch) -> WhoamiResult:
-        """A cached session, or one Ory call shared by every concurrent caller of `key`."""
+    async def get(self, key: Key, fetch: Fetch, outcome: Outcome | None = None) -> WhoamiResult:
+        """A cached session, or one Ory call shared by every concurrent caller of `key`;
+        `outcome.cache` says which ("hit", "miss", "coalesced" or "stale")."""
         session = self.hit(key, fetch)
         if session is not None:
+            if outcome is not None:
+                outcome.cache = "hit"
             return session
-        task = self._inflight.get(key) or self._start_fetch(key, fetch)
+        task = self._inflight.get(key)
+        if outcome is not None:
+            outcome.cache = "miss" if task is None else "coalesced"
+        if task is None:
+            task = self._start_fetch(key, fetch)
         try:
             return await asyncio.shield(task)
         except OryUnavailableError:
-            return self._stale_or_raise(key)
+            session = self._stale_or_raise(key)
+            if outcome is not None:
+                outcome.cache = "stale"
+            return session
 
     def _start_fetch(self, key: Key, fetch: Fetch) -> asyncio.Task[WhoamiResult]:
         task = asyncio.ensure_future(self._fetch(key, fetch))
@@ -157,8 +169,8 @@ class SessionCache:
         started = self._generation
         fresh = key in self._needs_fresh
         result = await fetch(fresh)
-        if self._evicted_since(started, key, result):
-            return result  # asked before a revocation: answer the waiters, keep nothing
+        if started < self._cleared_at or self._evicted_since(started, key, result):
+            return result  # asked before a revocation or a clear: answer, keep nothing
         if fresh:
             self._needs_fresh.pop(key, None)
         if isinstance(result, Session):
@@ -213,6 +225,26 @@ class SessionCache:
         entry = self._entries.pop(key, None)
         if entry is not None:
             _index_remove(self._by_identity, _identity_slot(packed_ids(entry)[1]), key)
+
+    def reconfigure(
+        self, *, ttl: float, max_entries: int, stale_if_error: float, refresh_ahead: float
+    ) -> None:
+        """New settings (a reload); they apply to entries stored from now on."""
+        self._ttl, self._max, self._stale, self._ahead = (
+            ttl, max_entries, stale_if_error, refresh_ahead
+        )
+
+    def clear(self) -> int:
+        """Forget every session (a reload that changes what a session means, or a fleet
+        that may have missed revocations): nothing asked before now is stored, and no new
+        request joins a look-up started before now. Returns how many were dropped."""
+        dropped = len(self._entries)
+        self._generation += 1
+        self._cleared_at = self._generation
+        self._entries.clear()
+        self._by_identity.clear()
+        self._inflight.clear()
+        return dropped
 
     def peek(self, key: Key) -> Session | None:
         """The cached session for a key, fresh or stale, without asking anyone."""

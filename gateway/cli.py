@@ -16,7 +16,9 @@ import multiprocessing
 import os
 import secrets
 import signal
+import ssl
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -27,11 +29,22 @@ from aiohttp import web
 from gateway.accesslog import BatchingHandler, flushing
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.explain import check_report, explain_request
+from gateway.logs import TEXT_FORMAT, formatter
+from gateway.observe import (
+    MULTIPROCESS_DIR,
+    NO_METRICS,
+    Metrics,
+    PrometheusMetrics,
+    metrics_app,
+    refreshing,
+)
+from gateway.pages import check_pages
 from gateway.server import SHUTDOWN_GRACE, Stopper, start_site
 from gateway.siblings import Siblings
+from gateway.tls import TlsError, check_tls, server_context
+from gateway.tls import load as load_tls
 
 log = logging.getLogger("gateway")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class StartupError(Exception):
@@ -41,7 +54,7 @@ class StartupError(Exception):
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=TEXT_FORMAT)
     # The logging HOWTO's "Optimization": our lines never show caller, thread or process,
     # so skip collecting them on every record (the access log writes one per request).
     logging._srcfile = None
@@ -100,7 +113,9 @@ def read_config(path_arg: str | None) -> GatewayConfig:
 
 
 def _check(args: argparse.Namespace) -> int:
-    print(check_report(read_config(args.config)))
+    config = read_config(args.config)
+    _check_files(config)
+    print(check_report(config))
     return 0
 
 
@@ -132,32 +147,46 @@ def _healthcheck(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     config = read_config(args.config)
+    _check_files(config)
     if config.server.workers > 1:
-        return _serve_workers(config)
-    return _serve_one(config)
+        return _serve_workers(config, args.config)
+    return _serve_one(config, args.config)
+
+
+def _check_files(config: GatewayConfig) -> None:
+    """What load_config cannot see (it reads no files): TLS material and page overrides."""
+    problems = check_tls(config) + check_pages(config.server.templates_dir)
+    if problems:
+        raise ConfigError(problems)
 
 
 def _serve_one(
-    config: GatewayConfig, *, reuse_port: bool = False, siblings: Siblings | None = None
+    config: GatewayConfig, path_arg: str | None, *, reuse_port: bool = False,
+    siblings: Siblings | None = None, multiprocess: bool = False,
 ) -> int:
-    from gateway.app import build_app
-
     return run_until_signal(
-        lambda: _serve_app(build_app(config, siblings=siblings), config, reuse_port)
+        lambda: _serve_app(config, path_arg, reuse_port, siblings, multiprocess)
     )
 
 
-def _serve_workers(config: GatewayConfig) -> int:
+def _serve_workers(config: GatewayConfig, path_arg: str | None) -> int:
     """N processes on one port (SO_REUSEPORT), each with its own cache; the parent only
-    forwards SIGTERM/SIGINT and waits, so all stop gracefully together. Evictions travel
-    between the workers (instant revocation holds), and all share one CSRF secret."""
+    forwards SIGTERM/SIGINT/SIGHUP and waits, so all stop (or reload) together. Evictions
+    travel between the workers (instant revocation holds), and all share one CSRF secret.
+    With metrics on, the workers count in prometheus_client's multiprocess files, named
+    here before anything imports it, so a scrape of any worker shows the sum."""
     if not config.server.secret:
         server = dataclasses.replace(config.server, secret=secrets.token_hex(32))
         config = dataclasses.replace(config, server=server)
+    metrics_dir = None
+    if config.metrics.listen is not None:
+        metrics_dir = tempfile.TemporaryDirectory(prefix="gateway-metrics-")
+        os.environ[MULTIPROCESS_DIR] = metrics_dir.name
     siblings = Siblings(config.server.workers)
     context = multiprocessing.get_context("fork")
     workers = [
-        context.Process(target=_worker, args=(config, siblings, n), name=f"gateway-worker-{n}")
+        context.Process(target=_worker, args=(config, path_arg, siblings, n, bool(metrics_dir)),
+                        name=f"gateway-worker-{n}")
         for n in range(config.server.workers)
     ]
     for worker in workers:
@@ -168,21 +197,32 @@ def _serve_workers(config: GatewayConfig) -> int:
             if worker.pid is not None and worker.is_alive():
                 os.kill(worker.pid, signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
     for worker in workers:
         worker.join()
+    if metrics_dir is not None:
+        metrics_dir.cleanup()
     return 0 if all(worker.exitcode == 0 for worker in workers) else 1
 
 
-def _worker(config: GatewayConfig, siblings: Siblings, index: int) -> None:
+def _worker(
+    config: GatewayConfig, path_arg: str | None, siblings: Siblings, index: int,
+    multiprocess: bool,
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     siblings.adopt(index)
     try:
-        code = _serve_one(config, reuse_port=True, siblings=siblings)
+        code = _serve_one(config, path_arg, reuse_port=True, siblings=siblings,
+                          multiprocess=multiprocess)
     except StartupError as exc:
         print(str(exc), file=sys.stderr)
         code = 1
+    if multiprocess:
+        from prometheus_client import multiprocess as shared
+
+        shared.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
     sys.exit(code)
 
 
@@ -223,24 +263,76 @@ async def _until_signal(start: Starter) -> int:
     return 0
 
 
-async def _serve_app(app: web.Application, config: GatewayConfig, reuse_port: bool) -> Stopper:
-    listen, access_log = config.server.listen, config.server.access_log
+async def _serve_app(
+    config: GatewayConfig, path_arg: str | None, reuse_port: bool,
+    siblings: Siblings | None, multiprocess: bool,
+) -> Stopper:
+    """Build and start the gateway (and its metrics listener); SIGHUP reloads the config."""
+    from gateway.app import build_app
+
+    _log_as(config.server.log_format)
+    metrics: Metrics = NO_METRICS
+    if config.metrics.listen is not None:
+        metrics = PrometheusMetrics(multiprocess=multiprocess)
+    app = await build_app(config, siblings=siblings, metrics=metrics)
+    tls = server_context(config)
     _settle_memory()
     resources = contextlib.AsyncExitStack()
-    if access_log:
-        await resources.enter_async_context(flushing(_batched_access_log()))
+    await resources.enter_async_context(flushing(_batched_access_log(config)))
+    await resources.enter_async_context(refreshing(metrics))
     try:
+        listen = config.server.listen
         runner = await start_site(app, listen.host, listen.port, "gateway",
-                                  reuse_port=reuse_port, access_log=access_log)
+                                  reuse_port=reuse_port, ssl_context=tls)
+        resources.push_async_callback(runner.cleanup)
+        if config.metrics.listen is not None:
+            where = config.metrics.listen
+            scrapes = await start_site(metrics_app(metrics), where.host, where.port,
+                                       "gateway.metrics", reuse_port=reuse_port,
+                                       access_log=False)
+            resources.push_async_callback(scrapes.cleanup)
     except BaseException:
         await resources.aclose()
         raise
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, _reload, app, path_arg, tls, metrics)
 
     async def stop() -> None:
-        await runner.cleanup()
+        loop.remove_signal_handler(signal.SIGHUP)
         await resources.aclose()
 
     return stop
+
+
+def _reload(
+    app: web.Application, path_arg: str | None, tls: ssl.SSLContext | None, metrics: Metrics
+) -> None:
+    """SIGHUP: read the file and the environment again and apply what is valid; an invalid
+    config changes nothing and says why, one `KEY: problem` a line."""
+    from gateway.reload import apply
+
+    try:
+        config = read_config(path_arg)
+        _check_files(config)
+        if tls is not None and config.server.tls_cert:
+            load_tls(tls, config)
+    except (ConfigError, StartupError, TlsError) as exc:
+        metrics.config_reload("failed")
+        for line in str(exc).splitlines():
+            log.error("config reload failed, nothing changed: %s", line)
+        return
+    for note in apply(app, config):
+        log.warning("config reload: %s", note)
+    _log_as(config.server.log_format)
+    metrics.config_reload("ok")
+    log.info("config reloaded")
+
+
+def _log_as(log_format: str) -> None:
+    """Every handler the gateway writes through takes the configured format."""
+    for logger in (logging.getLogger(), logging.getLogger("gateway.access")):
+        for handler in logger.handlers:
+            handler.setFormatter(formatter(log_format))
 
 
 def _settle_memory() -> None:
@@ -253,10 +345,10 @@ def _settle_memory() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-def _batched_access_log() -> BatchingHandler:
+def _batched_access_log(config: GatewayConfig) -> BatchingHandler:
     """The access logger writes through its own batching handler, not per line."""
     handler = BatchingHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(formatter(config.server.log_format))
     access = logging.getLogger("gateway.access")
     access.handlers = [handler]
     access.propagate = False

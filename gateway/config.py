@@ -134,6 +134,23 @@ def _login_path(value: Any) -> str:
     return text
 
 
+def _one_of(value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{value!r} is not one of {list(choices)}")
+    return value
+
+
+def _optional_host_port(value: Any) -> HostPort | None:
+    text = _string(value)
+    return parse_host_port(text) if text.strip() else None
+
+
+def _header_name(value: str) -> str:
+    if not _TOKEN.fullmatch(value):
+        raise ValueError(f'"{value}" is not a valid header name')
+    return value
+
+
 def _cookie_name(value: Any) -> str:
     text = _string(value)
     if not _TOKEN.fullmatch(text):
@@ -187,6 +204,17 @@ class ServerConfig:
     keepalive_timeout: float = _parsed(
         75.0, _positive_duration, "how long an idle client connection stays open"
     )
+    log_format: str = _parsed(
+        "text", lambda v: _one_of(_string(v), ("text", "json")),
+        'every log line as "text" or one "json" object',
+    )
+    tls_cert: str = _parsed("", _string, "PEM certificate (chain) file: the listener speaks HTTPS")
+    tls_key: str = _parsed("", _string, "PEM private key file for tls_cert")
+    templates_dir: str = _parsed("", _string, "pages / stylesheet overriding the built-in ones")
+    request_id_header: str = _parsed(
+        "X-Request-Id", lambda v: _header_name(_string(v)),
+        "request id header: kept from trusted proxies when well-formed, else generated",
+    )
     websocket_max_message: int = _parsed(
         4 * 1024 * 1024, parse_size, "largest WebSocket message relayed (close 1009 past it)"
     )
@@ -237,6 +265,15 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """`[metrics]`: Prometheus, on a listener of its own."""
+
+    listen: HostPort | None = _parsed(
+        None, _optional_host_port, 'host:port serving GET /metrics; "" = off'
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class IdentityHeader:
     """One `[identity_headers]` entry: header name -> dotted path into the Ory session."""
 
@@ -269,6 +306,7 @@ class GatewayConfig:
     ory: OryConfig = field(default_factory=OryConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     identity_headers: tuple[IdentityHeader, ...] = DEFAULT_IDENTITY_HEADERS
     routes: tuple[RouteConfig, ...] = ()
     default_access: Access = "authenticated"
@@ -276,6 +314,7 @@ class GatewayConfig:
 
 _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig, "ory": OryConfig, "cache": CacheConfig, "upstream": UpstreamConfig,
+    "metrics": MetricsConfig,
 }
 _TOP_LEVEL = (*_SECTIONS, "identity_headers", "routes", "default_access")
 _ROUTE_KEYS = ("path", "methods", "access", "aal", "max_age")
@@ -331,13 +370,32 @@ def load_config(
     server = sections["server"]
     if server.workers > 1 and server.listen.port == 0:
         problems.add("server.workers", "several workers need a fixed port in server.listen")
+    _check_server(server, sections["metrics"], identity, problems)
     if problems.lines:
         raise ConfigError(problems.lines)
     return GatewayConfig(
         server=sections["server"], ory=sections["ory"], cache=sections["cache"],
-        upstream=sections["upstream"], identity_headers=identity, routes=routes,
-        default_access=default_access,
+        upstream=sections["upstream"], metrics=sections["metrics"], identity_headers=identity,
+        routes=routes, default_access=default_access,
     )
+
+
+def _check_server(
+    server: ServerConfig, metrics: MetricsConfig, identity: tuple[IdentityHeader, ...],
+    problems: _Problems,
+) -> None:
+    """Keys of [server] and [metrics] that only make sense together."""
+    if bool(server.tls_cert) != bool(server.tls_key):
+        missing = "server.tls_key" if server.tls_cert else "server.tls_cert"
+        problems.add(missing, "set both server.tls_cert and server.tls_key, or neither")
+    listen = metrics.listen
+    if listen is not None and listen.port == server.listen.port and listen.port != 0:
+        problems.add("metrics.listen", "must not be the public listener (server.listen)")
+    if listen is not None and server.workers > 1 and listen.port == 0:
+        problems.add("metrics.listen", "several workers need a fixed port here too")
+    name = server.request_id_header.lower()
+    if name in RESERVED_HEADERS or name in {h.name.lower() for h in identity}:
+        problems.add("server.request_id_header", "is a header the gateway already manages")
 
 
 def _hoist_default_access(raw: dict[str, Any], problems: _Problems) -> None:

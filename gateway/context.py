@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -14,6 +14,8 @@ from gateway.credentials import Credential
 from gateway.csrf import CsrfSigner
 from gateway.deadlines import Watchdog
 from gateway.headers import normalise_name
+from gateway.observe import Metrics
+from gateway.pages import Pages
 from gateway.paths import RequestTarget
 from gateway.proxy import Upstream
 from gateway.redirects import LOOP_COOKIE
@@ -21,28 +23,44 @@ from gateway.respond import Responder, Situation, is_browser_navigation
 from gateway.routes import RouteTable
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Services:
-    """Everything a handler needs, built once by app.py."""
+    """Everything a request needs under one configuration: built whole by app.py, and built
+    anew (never patched) when the configuration is reloaded."""
 
     config: GatewayConfig
     routes: RouteTable
     auth: Authenticator
     responder: Responder
     csrf: CsrfSigner
+    pages: Pages
+    upstream: Upstream
+    watchdog: Watchdog  # upstream answer deadlines (one timer for all)
+    metrics: Metrics
     clock: Callable[[], float]
-    upstream: Upstream | None = None  # set in cleanup_ctx
-    strip: frozenset[str] = frozenset()  # normalised identity header names
-    watchdog: Watchdog = field(default_factory=Watchdog)  # upstream answer deadlines
+    strip: frozenset[str]  # normalised identity header names
 
-    @classmethod
-    def identity_names(cls, config: GatewayConfig) -> frozenset[str]:
+    @staticmethod
+    def identity_names(config: GatewayConfig) -> frozenset[str]:
         """Every identity header name, normalised for stripping
         (docs/reference.md#identity-header-stripping)."""
         return frozenset(normalise_name(h.name) for h in config.identity_headers)
 
 
-SERVICES = web.AppKey("services", Services)
+class Gateway:
+    """The app's one mutable thing: the current Services, swapped whole by a reload. A request
+    reads it once, at its start, and finishes under the configuration it began with."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def services_of(app: web.Application) -> Services:
+    """The Services requests starting now get."""
+    return app[GATEWAY].services
 
 
 def situation_for(

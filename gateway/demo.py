@@ -86,7 +86,7 @@ async def run_demo(ports: DemoPorts | None = None) -> Stopper:
     apps = (
         (demo_standin(ports).build_app(), ports.ory, "ory-standin"),
         (build_sample_app(), ports.app, "sample-app"),
-        (build_app(demo_config(ports)), ports.gateway, "gateway"),
+        (await build_app(demo_config(ports)), ports.gateway, "gateway"),
     )
     runners: list[web.AppRunner] = []
     try:

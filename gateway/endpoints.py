@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.assets import stylesheet
 from gateway.context import Services, allowed_origins, request_origin, situation_for
 from gateway.credentials import Credential, extract_credential
 from gateway.csrf import check_origin
@@ -24,9 +22,10 @@ from gateway.errors import (
     StepUpRequiredError,
 )
 from gateway.ory import StepUpRequired
+from gateway.outcome import outcome_of
 from gateway.paths import RequestTarget
 from gateway.redirects import login_url, safe_return_to
-from gateway.respond import NO_STORE, json_error, json_response, redirect
+from gateway.respond import json_error, json_response, redirect
 from gateway.session import Session, format_timestamp
 from gateway.sessions_page import handle_sessions, is_sessions_path
 
@@ -102,12 +101,13 @@ async def whoami(request: web.Request, services: Services) -> web.StreamResponse
     """200 with the session the gateway sees; never a redirect.
     docs/reference.md#endpoints: 401 whenever
     there is no usable session, a step-up included (its id still says why); Ory down 503."""
+    request_id = outcome_of(request).request_id
     try:
         _, session = await current_session(request, services)
     except StepUpRequiredError as error:
-        return json_error(error, status=401)
+        return json_error(error, status=401, request_id=request_id)
     except GatewayError as error:
-        return json_error(error)
+        return json_error(error, request_id=request_id)
     return json_response(describe(session))
 
 
@@ -178,14 +178,8 @@ async def refresh(request: web.Request, services: Services) -> web.StreamRespons
 
 async def signed_out(request: web.Request, services: Services) -> web.StreamResponse:
     """Where logout lands by default: says so plainly and offers to sign in again."""
-    context = {
-        "title": "Signed out",
-        "stylesheet": stylesheet(),
-        "sign_in": "/",
-    }
-    response = aiohttp_jinja2.render_template("signed_out.html", request, context)
-    response.headers["Cache-Control"] = NO_STORE
-    return response
+    context = {"title": "Signed out", "sign_in": "/"}
+    return services.pages.render("signed_out.html", context)
 
 
 async def health(request: web.Request, services: Services) -> web.StreamResponse:
@@ -197,7 +191,7 @@ async def ready(request: web.Request, services: Services) -> web.StreamResponse:
     """Readiness: Ory answers."""
     if await services.auth.ory.is_ready():
         return json_response({"status": "ok"})
-    return json_error(OryUnavailableError())
+    return json_error(OryUnavailableError(), request_id=outcome_of(request).request_id)
 
 
 ENDPOINTS: dict[str, dict[str, Handler]] = {

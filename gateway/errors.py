@@ -13,6 +13,9 @@ class GatewayError(Exception):
     error_id = "bad_request"
     status = 400
     message = "The request could not be handled."
+    # What the access log and metrics call it (gateway.outcome.DECISIONS); None keeps the
+    # decision already made (an app that fails after the request was let in).
+    decision: str | None = "bad_request"
 
     def __init__(self, reason: str = "") -> None:
         super().__init__(reason or self.message)
@@ -61,6 +64,7 @@ class SessionRequiredError(GatewayError):
     error_id = "session_required"
     status = 401
     message = "A valid session is required to access this resource."
+    decision = "unauthenticated"
 
 
 class StepUpRequiredError(GatewayError):
@@ -69,6 +73,7 @@ class StepUpRequiredError(GatewayError):
     error_id = "session_aal2_required"
     status = 403
     message = "A second factor is required to access this resource."
+    decision = "step_up"
 
 
 class RefreshRequiredError(GatewayError):
@@ -77,6 +82,7 @@ class RefreshRequiredError(GatewayError):
     error_id = "session_refresh_required"
     status = 403
     message = "A recent login is required to access this resource."
+    decision = "reauthenticate"
 
 
 class AccessDeniedError(GatewayError):
@@ -85,6 +91,7 @@ class AccessDeniedError(GatewayError):
     error_id = "access_denied"
     status = 403
     message = "Access to this resource is denied."
+    decision = "denied"
 
 
 class NotFoundError(GatewayError):
@@ -93,6 +100,7 @@ class NotFoundError(GatewayError):
     error_id = "not_found"
     status = 404
     message = "The requested resource could not be found."
+    decision = "endpoint"
 
 
 class MethodNotAllowedError(GatewayError):
@@ -101,6 +109,7 @@ class MethodNotAllowedError(GatewayError):
     error_id = "method_not_allowed"
     status = 405
     message = "The method is not allowed for this resource."
+    decision = "endpoint"
 
 
 class OryUnavailableError(GatewayError):
@@ -109,6 +118,7 @@ class OryUnavailableError(GatewayError):
     error_id = "ory_unavailable"
     status = 503
     message = "The identity service is unavailable. Please try again shortly."
+    decision = "ory_unavailable"
 
 
 class UpstreamUnavailableError(GatewayError):
@@ -117,6 +127,7 @@ class UpstreamUnavailableError(GatewayError):
     error_id = "upstream_unavailable"
     status = 502
     message = "The application behind the gateway is unavailable."
+    decision = None
 
 
 class UpstreamTimeoutError(GatewayError):
@@ -125,6 +136,7 @@ class UpstreamTimeoutError(GatewayError):
     error_id = "upstream_timeout"
     status = 504
     message = "The application behind the gateway took too long to answer."
+    decision = None
 
 
 class InternalError(GatewayError):
@@ -133,6 +145,7 @@ class InternalError(GatewayError):
     error_id = "internal_error"
     status = 500
     message = "The gateway failed to handle the request."
+    decision = None
 
 
 class RedirectLoopError(GatewayError):
@@ -142,3 +155,4 @@ class RedirectLoopError(GatewayError):
     error_id = "session_required"
     status = 401
     message = "Signing in does not seem to stick: the gateway keeps seeing no session."
+    decision = "unauthenticated"

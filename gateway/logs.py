@@ -1,4 +1,5 @@
-"""Keep cookie and token values out of every log line (issue 4.5).
+"""Log lines: never a cookie or token value, and one JSON object per line when asked
+(docs/reference.md#logs-and-metrics).
 
 aiohttp logs malformed requests with the offending bytes (a header line can carry a session
 cookie), and an exception's message may quote a header. This filter keeps the exception's
@@ -8,7 +9,9 @@ message and value.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import traceback
 from types import TracebackType
 
@@ -43,3 +46,37 @@ def install_log_redaction() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactBadRequests) for f in logger.filters):
             logger.addFilter(RedactBadRequests())
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def rfc3339(seconds: float) -> str:
+    """Epoch seconds -> `2026-12-06T07:30:15.123Z`."""
+    whole = int(seconds)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{stamp}.{int((seconds - whole) * 1000):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """`log_format = "json"`: one object per line, `time`, `level`, `logger`, `message`, and
+    `traceback` (frames and the exception's class, never its message) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "access_json", False):
+            return record.getMessage()  # an access line, already one JSON object
+        document: dict[str, object] = {
+            "time": rfc3339(record.created), "level": record.levelname,
+            "logger": record.name, "message": record.getMessage(),
+        }
+        if record.exc_info and record.exc_info[2] is not None:
+            error = record.exc_info[1]
+            document["traceback"] = _frames(record.exc_info[2], type(error).__name__)
+        elif record.exc_text:
+            document["traceback"] = record.exc_text
+        return json.dumps(document, ensure_ascii=True, separators=(",", ":"))
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    """The formatter for `server.log_format`."""
+    return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)

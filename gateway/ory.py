@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ import aiohttp
 from gateway.config import IdentityHeader
 from gateway.credentials import Credential
 from gateway.errors import OryUnavailableError
+from gateway.observe import NO_METRICS, Metrics
 from gateway.session import Session, SessionInactiveError, parse_session
 
 
@@ -91,8 +93,10 @@ class HttpOryClient:
         timeout: float,
         identity_headers: tuple[IdentityHeader, ...],
         clock: Callable[[], float],
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self._http = http
+        self._metrics = metrics
         self._base = base_url
         self._cookie = cookie_name
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -107,23 +111,33 @@ class HttpOryClient:
         return {**_JSON, "X-Session-Token": credential.value}
 
     async def _request(
-        self, method: str, path: str, headers: dict[str, str], **kwargs: Any
+        self, endpoint: str | None, method: str, path: str, headers: dict[str, str],
+        **kwargs: Any,
     ) -> tuple[int, bytes]:
+        """One call; `endpoint` names it for the metrics (whoami, sessions, revoke, logout;
+        None: a readiness probe, not counted)."""
+        started = time.monotonic()
         try:
             async with self._http.request(
                 method, self._base + path, headers=headers, timeout=self._timeout,
                 allow_redirects=False, **kwargs,
             ) as response:
-                return response.status, await response.read()
+                status, body = response.status, await response.read()
         except _TRANSIENT as exc:
+            if endpoint is not None:
+                outcome = "timeout" if isinstance(exc, asyncio.TimeoutError) else "unreachable"
+                self._metrics.ory_call(endpoint, outcome, time.monotonic() - started)
             raise OryUnavailableError(f"Ory could not be reached: {type(exc).__name__}") from None
+        if endpoint is not None:
+            self._metrics.ory_call(endpoint, _outcome(status), time.monotonic() - started)
+        return status, body
 
     async def whoami(self, credential: Credential, *, fresh: bool = False) -> WhoamiResult:
         headers = self._auth_headers(credential)
         if fresh:
             # Ory Network's edge cache (docs/reference.md#session-cache)
             headers["Cache-Control"] = "max-age=0"
-        status, body = await self._request("GET", "/sessions/whoami", headers)
+        status, body = await self._request("whoami", "GET", "/sessions/whoami", headers)
         if status == 200:
             try:
                 return parse_session(json.loads(body), self._identity_headers, self._clock())
@@ -139,7 +153,7 @@ class HttpOryClient:
 
     async def session_document(self, credential: Credential) -> dict[str, Any] | None:
         status, body = await self._request(
-            "GET", "/sessions/whoami", self._auth_headers(credential)
+            "whoami", "GET", "/sessions/whoami", self._auth_headers(credential)
         )
         if status in (401, 403):
             return None
@@ -151,14 +165,16 @@ class HttpOryClient:
     async def logout_url(self, credential: Credential, return_to: str) -> str | None:
         headers = self._auth_headers(credential)
         path = "/self-service/logout/browser"
-        status, body = await self._request("GET", path, headers, params={"return_to": return_to})
+        status, body = await self._request(
+            "logout", "GET", path, headers, params={"return_to": return_to}
+        )
         if status == 400:
             # Ory refused our return_to (gateway origin not in allowed_return_urls): still log
             # the user out, and let Ory pick where they land.
             # Only the origin: the path and query may carry a token.
             log.warning("Ory refused a return_to on %s: add that origin to Ory's "
                         "selfservice.allowed_return_urls", _origin_of(return_to))
-            status, body = await self._request("GET", path, headers)
+            status, body = await self._request("logout", "GET", path, headers)
         if status in (400, 401, 403):
             return None
         url = _json_field(body, "logout_url") if status == 200 else None
@@ -168,7 +184,7 @@ class HttpOryClient:
 
     async def revoke_token(self, credential: Credential) -> None:
         status, _ = await self._request(
-            "DELETE", "/self-service/logout/api", _JSON,
+            "logout", "DELETE", "/self-service/logout/api", _JSON,
             json={"session_token": credential.value},
         )
         if status not in (204, 400, 401, 403):
@@ -176,7 +192,8 @@ class HttpOryClient:
 
     async def list_sessions(self, credential: Credential) -> list[dict[str, Any]]:
         status, body = await self._request(
-            "GET", "/sessions", self._auth_headers(credential), params={"page_size": "500"}
+            "sessions", "GET", "/sessions", self._auth_headers(credential),
+            params={"page_size": "500"},
         )
         if status != 200:
             raise OryUnavailableError(f"Ory answered GET /sessions with HTTP {status}")
@@ -189,7 +206,9 @@ class HttpOryClient:
         return [item for item in items if isinstance(item, dict)]
 
     async def revoke_other_sessions(self, credential: Credential) -> int:
-        status, body = await self._request("DELETE", "/sessions", self._auth_headers(credential))
+        status, body = await self._request(
+            "revoke", "DELETE", "/sessions", self._auth_headers(credential)
+        )
         if status != 200:
             raise OryUnavailableError(f"Ory answered DELETE /sessions with HTTP {status}")
         count = _json_field(body, "count")
@@ -197,7 +216,7 @@ class HttpOryClient:
 
     async def revoke_session(self, credential: Credential, session_id: str) -> None:
         status, _ = await self._request(
-            "DELETE", f"/sessions/{session_id}", self._auth_headers(credential)
+            "revoke", "DELETE", f"/sessions/{session_id}", self._auth_headers(credential)
         )
         if status not in (204, 400, 404):
             raise OryUnavailableError(f"Ory answered DELETE /sessions/{{id}} with HTTP {status}")
@@ -205,15 +224,22 @@ class HttpOryClient:
     async def is_ready(self) -> bool:
         """Self-hosted Kratos has /health/ready; Ory Network answers a bare whoami with 401."""
         try:
-            status, _ = await self._request("GET", "/health/ready", _JSON)
+            status, _ = await self._request(None, "GET", "/health/ready", _JSON)
             if status == 200:
                 return True
             if status == 404:
-                status, _ = await self._request("GET", "/sessions/whoami", _JSON)
+                status, _ = await self._request(None, "GET", "/sessions/whoami", _JSON)
                 return status == 401
         except OryUnavailableError:
             return False
         return False
+
+
+def _outcome(status: int) -> str:
+    """A status as the Ory metric's `outcome` label."""
+    if 200 <= status < 300:
+        return "ok"
+    return {401: "unauthorized", 403: "forbidden", 429: "rate_limited"}.get(status, "error")
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

@@ -1,18 +1,17 @@
 """One proxied request, start to end
 (docs/reference.md#request-flow): the pipeline you can read top to bottom.
 
-canonical path -> route -> credential -> session -> decision -> upstream headers -> proxy.
-Errors raised anywhere on the way are rendered once, by the Responder.
+canonical path -> decision (route, credential, session) -> upstream headers -> relay.
+Errors raised anywhere on the way are rendered once, by the Responder; what happened is
+noted in the request's Outcome for the access log and the metrics.
 """
 
 from __future__ import annotations
 
-import logging
-
 from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 
-from gateway.context import SERVICES, Services, allowed_origins, is_trusted_peer, situation_for
+from gateway.context import GATEWAY, Services, allowed_origins, is_trusted_peer, situation_for
 from gateway.credentials import (
     Cookies,
     Credential,
@@ -20,6 +19,7 @@ from gateway.credentials import (
     extract_credential,
     request_cookies,
 )
+from gateway.decision import decide
 from gateway.endpoints import handle_endpoint
 from gateway.errors import (
     AccessDeniedError,
@@ -28,48 +28,52 @@ from gateway.errors import (
     GatewayError,
 )
 from gateway.headers import ForwardingPeer, build_upstream_headers
+from gateway.outcome import OUTCOME, Outcome, request_id_from
 from gateway.paths import RequestTarget, canonical_target
 from gateway.proxy import forward
 from gateway.redirects import GATEWAY_COOKIES
 from gateway.relay.answers import awaits_continue, expects_continue, grant_continue
-from gateway.respond import is_browser_navigation, json_error
 from gateway.session import Session
 from gateway.websocket import bridge, is_allowed_origin, is_websocket_upgrade, upstream_url
-
-log = logging.getLogger("gateway")
 
 
 async def handle_request(request: web.Request) -> web.StreamResponse:
     """The gateway's only aiohttp handler."""
-    services = request.app[SERVICES]
+    services = request.app[GATEWAY].services  # once: a reload meanwhile changes nothing here
+    trusted = is_trusted_peer(request, services.config)
+    id_header = services.config.server.request_id_header
+    outcome = request[OUTCOME] = Outcome(
+        request_id_from(request.headers.get(id_header), trusted)
+    )
     try:
         _check_framing(request)
         target = canonical_target(request.raw_path)
     except BadRequestError as error:
-        if is_browser_navigation(request):
-            refusal = services.responder.page(request, error, login=None)
-        else:
-            refusal = json_error(error)
+        refusal = services.responder.refuse_malformed(request, error)
         refusal.force_close()  # whatever follows on this socket was framed by a confused client
-        return refusal
-    prefix = services.config.server.auth_prefix
-    if target.path == prefix or target.path.startswith(prefix + "/"):
-        response = await handle_endpoint(request, services, target)
+        response: web.StreamResponse = refusal
     else:
-        response = await _proxy_or_refuse(request, services, target)
+        prefix = services.config.server.auth_prefix
+        if target.path == prefix or target.path.startswith(prefix + "/"):
+            outcome.route, outcome.decision = "auth", "endpoint"
+            response = await handle_endpoint(request, services, target)
+        else:
+            response = await _proxy_or_refuse(request, services, target, trusted)
+    if not response.prepared:  # relayed answers carry it already
+        response.headers[id_header] = outcome.request_id
     if awaits_continue(request):
         response.force_close()  # a body we never asked for may or may not follow: no guessing
     return response
 
 
 async def _proxy_or_refuse(
-    request: web.Request, services: Services, target: RequestTarget
+    request: web.Request, services: Services, target: RequestTarget, trusted: bool
 ) -> web.StreamResponse:
     ory = services.config.ory
     cookies = request_cookies(request.headers)
     credential = extract_credential(request.headers, ory.credentials, ory.session_cookie, cookies)
     try:
-        return await _proxy(request, services, target, credential, cookies)
+        return await _proxy(request, services, target, credential, cookies, trusted)
     except GatewayError as error:
         situation = situation_for(request, services, target, credential)
         return services.responder.render(request, error, situation)
@@ -94,9 +98,12 @@ async def _proxy(
     target: RequestTarget,
     credential: Credential | None,
     cookies: Cookies,
+    trusted: bool,
 ) -> web.StreamResponse:
-    route = services.routes.match(request.method, target.path)
-    session = await services.auth.authorize(route, credential)
+    outcome = request[OUTCOME]
+    allow = await decide(
+        services.routes, services.auth, request.method, target.path, credential, outcome
+    )
     websocket = is_websocket_upgrade(request)
     if websocket and not is_allowed_origin(
         request.headers.get("Origin"), allowed_origins(request, services.config)
@@ -106,19 +113,20 @@ async def _proxy(
         if not expects_continue(request):
             raise ExpectationFailedError()
         await grant_continue(request)  # authorised: now the body may come
-    headers = upstream_headers(request, services, session, credential, cookies)
+    headers = upstream_headers(request, services, allow.session, credential, cookies, trusted)
+    request_id = (services.config.server.request_id_header, outcome.request_id)
+    headers[request_id[0]] = request_id[1]
     upstream = services.upstream
-    assert upstream is not None  # noqa: S101 - set by the app's cleanup_ctx before serving
     timeout = services.config.upstream.timeout
     if websocket:
         url = upstream_url(upstream.base, target.path_qs)
         return await bridge(
             request, upstream.websockets, url, headers, answer_within=timeout,
-            max_message=services.config.server.websocket_max_message,
+            max_message=services.config.server.websocket_max_message, request_id=request_id,
         )
     return await forward(
         request, upstream, target.path_qs, headers, answer_within=timeout,
-        watchdog=services.watchdog,
+        watchdog=services.watchdog, outcome=outcome, request_id=request_id,
     )
 
 
@@ -128,6 +136,7 @@ def upstream_headers(
     session: Session | None,
     credential: Credential | None,
     cookies: Cookies,
+    trusted: bool,
 ) -> CIMultiDict[str]:
     """Strip, then inject: the upstream sees only what the gateway vouches for
     (docs/reference.md#headers-toward-the-upstream)."""
@@ -136,7 +145,7 @@ def upstream_headers(
         remote_ip=request.remote or "",
         scheme=request.scheme,
         host=request.headers.get("Host", ""),
-        trusted=is_trusted_peer(request, config),
+        trusted=trusted,
     )
     return build_upstream_headers(
         request.headers,

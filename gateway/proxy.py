@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import NamedTuple
 
 import aiohttp
@@ -20,6 +21,7 @@ from multidict import CIMultiDict
 from gateway.deadlines import Deadline, Watchdog
 from gateway.errors import BadRequestError, UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.headers import response_headers
+from gateway.outcome import Outcome
 from gateway.relay.answers import RelayedStream, RelayedWhole, UnsafeHeaderError, relayed
 from gateway.relay.client import ClientBodyError, RequestBody, UpstreamAnswer, UpstreamPool
 
@@ -43,8 +45,12 @@ async def forward(
     *,
     answer_within: float,
     watchdog: Watchdog,
+    outcome: Outcome,
+    request_id: tuple[str, str],
 ) -> web.StreamResponse:
-    """Send the request upstream and stream the answer; 400/502/504 only before it starts."""
+    """Send the request upstream and stream the answer; 400/502/504 only before it starts.
+    The answer carries `request_id` (name, value); `outcome` notes the app's time."""
+    sent = time.monotonic()
     try:
         with watchdog.within(answer_within, request.task) as deadline:
             body = request_body(request, deadline, answer_within)
@@ -57,8 +63,9 @@ async def forward(
         raise BadRequestError("the request body does not match its framing") from None
     except (aiohttp.ClientError, OSError) as exc:
         raise UpstreamUnavailableError(type(exc).__name__) from None
+    outcome.upstream_s = time.monotonic() - sent
     try:
-        return await _relay(request, answer)
+        return await _relay(request, answer, request_id)
     finally:
         answer.release()
 
@@ -72,8 +79,11 @@ def request_body(request: web.Request, deadline: Deadline, push: float) -> Reque
     return RequestBody(request.content, length, lambda: deadline.push(push))
 
 
-async def _relay(request: web.Request, upstream: UpstreamAnswer) -> web.StreamResponse:
+async def _relay(
+    request: web.Request, upstream: UpstreamAnswer, request_id: tuple[str, str]
+) -> web.StreamResponse:
     response = _response_for(request, upstream)
+    response.headers[request_id[0]] = request_id[1]  # ours, not whatever the app said
     if isinstance(response, RelayedWhole):
         return response  # aiohttp writes head and body at once
     await response.prepare(request)

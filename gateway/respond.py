@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.assets import stylesheet
 from gateway.config import GatewayConfig
 from gateway.errors import (
     GatewayError,
@@ -25,6 +23,8 @@ from gateway.errors import (
     SessionRequiredError,
     StepUpRequiredError,
 )
+from gateway.outcome import outcome_of
+from gateway.pages import Pages
 from gateway.redirects import LoopGuard, login_url, loop_cookie_header
 
 NO_STORE = "no-store"
@@ -77,9 +77,10 @@ class Situation:
 class Responder:
     """Builds every error answer; owns the redirect-loop guard."""
 
-    def __init__(self, config: GatewayConfig, loop_guard: LoopGuard) -> None:
+    def __init__(self, config: GatewayConfig, loop_guard: LoopGuard, pages: Pages) -> None:
         self._config = config
         self._guard = loop_guard
+        self._pages = pages
 
     def login_for(self, error: GatewayError, return_to: str) -> str:
         """The login URL that resolves `error` (step-up, refresh or plain sign-in)."""
@@ -93,7 +94,10 @@ class Responder:
     def render(
         self, request: web.Request, error: GatewayError, situation: Situation
     ) -> web.StreamResponse:
-        """303 / HTML page / JSON envelope for one error."""
+        """303 / HTML page / JSON envelope for one error; notes the decision it stands for."""
+        outcome = outcome_of(request)
+        if error.decision is not None:
+            outcome.decision = error.decision
         login = None
         if isinstance(error, _LOGIN_ERRORS):
             login = self.login_for(error, situation.return_to)
@@ -104,6 +108,8 @@ class Responder:
                     situation.browser_cookie, situation.browser_key, situation.return_to
                 )
             if not looping:
+                if isinstance(error, SessionRequiredError):
+                    outcome.decision = "login_redirect"
                 response = redirect(login)
                 if new_cookie is not None:
                     response.headers["Set-Cookie"] = loop_cookie_header(new_cookie)
@@ -111,7 +117,15 @@ class Responder:
             error = RedirectLoopError()
         if situation.navigation or (situation.html_allowed and _wants_html(request)):
             return self.page(request, error, login=login)
-        return json_error(error, login=login)
+        return json_error(error, login=login, request_id=outcome.request_id)
+
+    def refuse_malformed(self, request: web.Request, error: GatewayError) -> web.Response:
+        """A request too malformed to route: the page for a navigation, else JSON."""
+        outcome = outcome_of(request)
+        outcome.decision = "bad_request"
+        if is_browser_navigation(request):
+            return self.page(request, error, login=None)
+        return json_error(error, request_id=outcome.request_id)
 
     def page(
         self, request: web.Request, error: GatewayError, *, login: str | None
@@ -119,17 +133,15 @@ class Responder:
         """The HTML error page from templates/."""
         template = "loop.html" if isinstance(error, RedirectLoopError) else "error.html"
         context: dict[str, Any] = {
+            "request_id": outcome_of(request).request_id,
             "title": HTTPStatus(error.status).phrase,
             "error": error,
             "status": error.status,
             "login": login,
             "cookie_name": self._config.ory.session_cookie,
             "auth_prefix": self._config.server.auth_prefix,
-            "stylesheet": stylesheet(),
         }
-        response = aiohttp_jinja2.render_template(template, request, context, status=error.status)
-        response.headers["Cache-Control"] = NO_STORE
-        return response
+        return self._pages.render(template, context, status=error.status)
 
 
 def _wants_html(request: web.Request) -> bool:
@@ -147,16 +159,20 @@ def redirect(location: str) -> web.Response:
 
 
 def json_error(
-    error: GatewayError, *, login: str | None = None, status: int | None = None
+    error: GatewayError, *, login: str | None = None, status: int | None = None,
+    request_id: str | None = None,
 ) -> web.Response:
-    """Ory's error envelope: `{"error": {"id", "code", "status", "message"}}`; `status`
-    overrides the error's own code where the contract fixes it (whoami: always 401)."""
+    """Ory's error envelope: `{"error": {"id", "code", "status", "request", "message"}}`
+    (Ory's key order); `status` overrides the error's own code where the reference fixes it
+    (whoami: always 401)."""
     code = status or error.status
     body: dict[str, Any] = {
         "id": error.error_id,
         "code": code,
         "status": HTTPStatus(code).phrase,
     }
+    if request_id is not None:
+        body["request"] = request_id
     if error.reason:
         body["reason"] = error.reason
     if login is not None:

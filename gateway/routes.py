@@ -24,6 +24,11 @@ class Route:
     index: int | None  # position in [[routes]]; None for the default
     regex: re.Pattern[str] | None
 
+    @property
+    def label(self) -> str | None:
+        """The route as logs and metrics name it: its pattern, None for the default."""
+        return None if self.index is None else self.pattern
+
     def matches(self, method: str, path: str) -> bool:
         """Whether this route covers the request (HEAD counts as GET)."""
         if self.methods is not None and method not in self.methods:

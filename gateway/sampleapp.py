@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from gateway.assets import stylesheet
+from gateway.pages import builtin_stylesheet
 
 TICK_INTERVAL = web.AppKey("tick_interval", float)
 """Seconds between server-sent events; tests shorten it instead of sleeping through it."""
@@ -133,7 +133,7 @@ def _page(title: str, current: str, body: str, script: str = "") -> web.Response
     text = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)} · Legacy app</title><style>{stylesheet()}</style></head>"
+        f"<title>{escape(title)} · Legacy app</title><style>{builtin_stylesheet()}</style></head>"
         f'<body>{_nav_html(current)}<main class="card">{body}</main>'
         '<footer class="foot">A sample app that knows nothing about login</footer>'
         + (f"<script>{script}</script>" if script else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -23,8 +24,10 @@ async def start_site(
     *,
     reuse_port: bool = False,
     access_log: bool = True,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> web.AppRunner:
-    """Bind and start one app; logs `listening on http://HOST:PORT` once it accepts."""
+    """Bind and start one app; logs `listening on http(s)://HOST:PORT` once it accepts. The
+    gateway's own app brings its access logger (gateway.accesslog.REPORTING)."""
     runner = GatewayRunner(
         app, access_log_class=AccessLogger,
         access_log=logging.getLogger(f"{name}.access") if access_log else None,
@@ -34,7 +37,10 @@ async def start_site(
         handler_cancellation=True,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
+    site = web.TCPSite(
+        runner, host, port, reuse_port=reuse_port or None, backlog=1024,
+        ssl_context=ssl_context,
+    )
     try:
         await site.start()
     except OSError:
@@ -43,5 +49,6 @@ async def start_site(
     addresses = runner.addresses
     bound = int(addresses[0][1]) if addresses else port
     shown = f"[{host}]" if ":" in host else host
-    logging.getLogger(name).info("listening on http://%s:%d", shown, bound)
+    scheme = "https" if ssl_context is not None else "http"
+    logging.getLogger(name).info("listening on %s://%s:%d", scheme, shown, bound)
     return runner

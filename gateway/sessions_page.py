@@ -11,10 +11,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.assets import stylesheet
 from gateway.context import Services, allowed_origins
 from gateway.credentials import Credential
 from gateway.csrf import check_origin, form_token, is_form
@@ -73,7 +71,6 @@ async def show(
         return json_response({"current": _as_json(this), "sessions": [_as_json(v) for v in views]})
     context = {
         "title": "Your sessions",
-        "stylesheet": stylesheet(),
         "sessions": views,
         "csrf_token": services.csrf.token(session.session_id),
         "prefix": services.config.server.auth_prefix,
@@ -81,9 +78,7 @@ async def show(
         "when": _readable_time,
         "iso": format_timestamp,
     }
-    response = aiohttp_jinja2.render_template("sessions.html", request, context)
-    response.headers["Cache-Control"] = NO_STORE
-    return response
+    return services.pages.render("sessions.html", context)
 
 
 async def revoke_others(

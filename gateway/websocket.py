@@ -55,6 +55,7 @@ async def bridge(
     *,
     answer_within: float,
     max_message: int,
+    request_id: tuple[str, str],
 ) -> web.WebSocketResponse:
     """Connect upstream first (so failures are still 502/504), then relay both ways. A
     message over `max_message` bytes, from either side, closes both with 1009: nothing is
@@ -81,6 +82,7 @@ async def bridge(
     client = web.WebSocketResponse(
         protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=max_message
     )
+    client.headers[request_id[0]] = request_id[1]
     closing = Closing()
     try:
         await client.prepare(request)

@@ -131,7 +131,7 @@ timeout = "{overrides.get("upstream_timeout", "2s")}"
 {routes}
 """
         config = load_config(text, {})
-        client = await aiohttp_client(GatewayTestServer(build_app(config, clock=clock)))
+        client = await aiohttp_client(GatewayTestServer(await build_app(config, clock=clock)))
         ory.allow_return_to(f"http://127.0.0.1:{client.port}")
         return Stack(ory, ory_server, state, upstream_server, client, config, clock)
 

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
+from gateway.accesslog import REPORTING, AccessLogger
 from gateway.errors import (
     BadRequestError,
     GatewayError,
@@ -36,6 +38,7 @@ from gateway.errors import (
     RequestTimeoutError,
     UriTooLongError,
 )
+from gateway.outcome import outcome_of
 from gateway.relay.answers import awaits_continue
 from gateway.respond import json_error
 
@@ -45,11 +48,14 @@ MAX_LINE = 8190  # bytes in the request line (aiohttp's default)
 MAX_FIELD = 16 * 1024  # bytes in one header line (cookies can be long)
 
 
-class ClientLimits(NamedTuple):
-    """How long a client may take; from `[server]`."""
+@dataclass(slots=True)
+class ClientLimits:
+    """How long a client may take; from `[server]`, changed in place by a reload (new
+    connections get the new values)."""
 
     header_timeout: float = 10.0
     keepalive_timeout: float = 75.0
+    request_id_header: str = "X-Request-Id"  # on the answers made before any routing
 
 
 CLIENT_LIMITS = web.AppKey("client_limits", ClientLimits)
@@ -76,7 +82,8 @@ class GatewayProtocol(RequestHandler):
 
     def __init__(self, manager: web.Server, *, limits: ClientLimits, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
-        self._header_timeout = limits.header_timeout
+        self._limits = limits
+        self._header_timeout = limits.header_timeout  # as it was when the connection opened
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = False  # bytes of the awaited head have arrived
 
@@ -112,9 +119,7 @@ class GatewayProtocol(RequestHandler):
         else:
             log.info("refused a request from %s that could not be read: %s (%d)",
                      request.remote or "-", type(exc).__name__, error.status)
-        response = json_error(error)
-        response.force_close()
-        return response
+        return _envelope(request, error, self._limits.request_id_header)
 
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
@@ -122,8 +127,9 @@ class GatewayProtocol(RequestHandler):
         """aiohttp's own plain-text answers (its router's 404 for a target that is not a
         path, such as `OPTIONS *` or `CONNECT host:443`) become the gateway's envelope."""
         if isinstance(resp, web.HTTPException) and resp.status >= 400:
-            resp = json_error(_as_gateway_error(resp.status, resp))
-            resp.force_close()
+            resp = _envelope(
+                request, _as_gateway_error(resp.status, resp), self._limits.request_id_header
+            )
         finished = await super().finish_response(request, resp, start_time)
         if awaits_continue(request):
             self.force_close()  # after the answer, not after aiohttp's 10 s of lingering
@@ -159,6 +165,20 @@ class GatewayProtocol(RequestHandler):
         waiter.set_result(None)
 
 
+def _envelope(
+    request: web.BaseRequest, error: GatewayError, id_header: str
+) -> web.Response:
+    """The error envelope with a request id (a fresh one: such requests were never routed),
+    closing the connection: what follows on it cannot be trusted to be framed right."""
+    outcome = outcome_of(request)
+    if error.decision is not None:
+        outcome.decision = error.decision
+    response = json_error(error, request_id=outcome.request_id)
+    response.headers[id_header] = outcome.request_id
+    response.force_close()
+    return response
+
+
 def _as_gateway_error(status: int, exc: BaseException | None) -> GatewayError:
     if isinstance(exc, GatewayError):
         return exc
@@ -183,11 +203,20 @@ class GatewayServer(web.Server):
         self._limits = limits
 
     def __call__(self) -> RequestHandler:
-        return GatewayProtocol(self, loop=self._loop, limits=self._limits, **self._kwargs)
+        kwargs = {**self._kwargs, "keepalive_timeout": self._limits.keepalive_timeout}
+        return GatewayProtocol(self, loop=self._loop, limits=self._limits, **kwargs)
 
 
 class GatewayRunner(web.AppRunner):
-    """An AppRunner whose connections are GatewayProtocols, with the app's CLIENT_LIMITS."""
+    """An AppRunner whose connections are GatewayProtocols, with the app's CLIENT_LIMITS, and
+    whose access logger is the app's own (REPORTING: access lines and metrics)."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        reporting = app.get(REPORTING)
+        if reporting is not None:
+            kwargs["access_log_class"] = AccessLogger.for_app(reporting)
+            kwargs["access_log"] = logging.getLogger("gateway.access")
+        super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # runs the app's startup

@@ -107,7 +107,7 @@ async def demo(runners: Runners) -> Demo:
     standin = demo_standin(ports)
     ory = await runners.start(standin.build_app(), ports.ory)
     app = await runners.start(build_sample_app(), ports.app)
-    gateway = await runners.start(build_app(demo_config(ports)), ports.gateway)
+    gateway = await runners.start(await build_app(demo_config(ports)), ports.gateway)
     return Demo(gateway=gateway, ory=ory, app=app, standin=standin, ports=ports)
 
 

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
-from gateway.context import SERVICES
+from gateway.context import services_of
 from gateway.ory import HttpOryClient
 from tests.conftest import Stack, StackFactory
 from tests.rawhttp import get, raw_request
@@ -309,7 +309,7 @@ async def test_connection_pools_are_sized_by_config(make_stack: StackFactory) ->
     cookie, _ = stack.login()
     assert (await stack.client.get("/app", headers=stack.cookie(cookie))).status == 200
 
-    services = stack.client.app[SERVICES]
+    services = services_of(stack.client.app)
     ory = services.auth.ory
     assert isinstance(ory, HttpOryClient)
     assert ory._http.connector is not None
@@ -323,6 +323,6 @@ async def test_upstream_connections_are_kept_alive_by_default(stack: Stack) -> N
     for _ in range(3):
         assert (await stack.client.get("/app", headers=stack.cookie(cookie))).status == 200
 
-    upstream = stack.client.app[SERVICES].upstream
+    upstream = services_of(stack.client.app).upstream
     assert upstream is not None
     assert len(upstream.pool._idle) == 1  # one connection, reused

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from ory_client.models import Session as OrySession
 
-from gateway.context import SERVICES
+from gateway.context import services_of
 from tests.conftest import Stack
 
 API = {"Accept": "application/json"}
@@ -239,7 +239,7 @@ async def test_revocation_holds_even_if_the_handler_is_cancelled_after_ory_acted
     gateway's own bookkeeping: the revoked session must still stop at once."""
     cookie1, _, cookie2, id2 = two_sessions(stack)
     assert (await stack.client.get("/app", headers=stack.cookie(cookie2))).status == 200  # cached
-    services = stack.client.app[SERVICES]
+    services = services_of(stack.client.app)
 
     async def revoked_then_cancelled(credential: object, session_id: str) -> None:
         # Meanwhile the other device makes a request, caching its still-valid session …

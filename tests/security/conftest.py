@@ -14,7 +14,7 @@ from pytest_aiohttp import AiohttpServer
 
 from gateway.app import build_app
 from gateway.config import GatewayConfig, load_config
-from gateway.context import SERVICES, Services
+from gateway.context import Services, services_of
 from gateway.server import start_site
 from gateway.standin import OryStandin
 from tests.conftest import FakeClock, Stack, StackFactory
@@ -67,9 +67,9 @@ async def guarded(make_stack: StackFactory) -> Stack:
     return await make_stack(routes=ROUTES_UNDER_ATTACK)
 
 
-def services_of(client: TestClient[web.Request, web.Application]) -> Services:
-    """The gateway's shared services (its connectors live here)."""
-    return client.app[SERVICES]
+def client_services(client: TestClient[web.Request, web.Application]) -> Services:
+    """The gateway's current services (its connectors live here)."""
+    return services_of(client.app)
 
 
 @dataclass
@@ -123,13 +123,13 @@ url = "{upstream_url}"
 {routes}
 """
         config = load_config(text, {})
-        app = build_app(config, clock=self._clock)
+        app = await build_app(config, clock=self._clock)
         runner = await start_site(app, "127.0.0.1", 0, "gateway")  # any free port: no race
         port = int(runner.addresses[0][1])
         standin.allow_return_to(f"http://127.0.0.1:{port}")
         http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         self._cleanups += [http.close, runner.cleanup]
-        return Gate(standin, ory_server, http, config, self._clock, app[SERVICES], port)
+        return Gate(standin, ory_server, http, config, self._clock, services_of(app), port)
 
     async def close(self) -> None:
         for cleanup in reversed(self._cleanups):

@@ -16,7 +16,7 @@ import pytest
 from pytest_aiohttp import AiohttpServer
 
 from tests.conftest import Stack, StackFactory
-from tests.security.conftest import API, ROUTES_UNDER_ATTACK, services_of
+from tests.security.conftest import API, ROUTES_UNDER_ATTACK, client_services
 from tests.security.leaks import assert_nothing_left
 
 Step = Callable[[Stack], Awaitable[None]]
@@ -85,9 +85,9 @@ async def test_ory_fault_gets_promised_answer_leaves_nothing_and_recovers(
         assert stack.upstream.seen == []
         assert "x-ratelimit-remaining" not in {k.lower() for k in response.headers}
     await fault.end(stack)
-    await assert_nothing_left(services_of(stack.client))
+    await assert_nothing_left(client_services(stack.client))
     await assert_recovers(stack, cookie)
-    await assert_nothing_left(services_of(stack.client))
+    await assert_nothing_left(client_services(stack.client))
 
 
 async def test_ory_down_is_503_and_recovers_when_it_is_back(
@@ -101,10 +101,10 @@ async def test_ory_down_is_503_and_recovers_when_it_is_back(
         response = await stack.client.get("/admin/x", headers={**stack.cookie(cookie), **API})
         assert response.status == 503
     assert stack.upstream.seen == []
-    await assert_nothing_left(services_of(stack.client))
+    await assert_nothing_left(client_services(stack.client))
     await aiohttp_server(stack.ory.build_app(), port=port)
     await assert_recovers(stack, cookie)
-    await assert_nothing_left(services_of(stack.client))
+    await assert_nothing_left(client_services(stack.client))
 
 
 async def test_many_requests_during_a_hang_all_fail_closed_and_free_everything(
@@ -119,5 +119,5 @@ async def test_many_requests_during_a_hang_all_fail_closed_and_free_everything(
         ))
     assert [r.status for r in responses] == [503] * 20
     stack.ory.faults.release()
-    await assert_nothing_left(services_of(stack.client))
+    await assert_nothing_left(client_services(stack.client))
     assert stack.upstream.seen == []
