@@ -33,6 +33,7 @@ from gateway.redirects import LoopGuard
 from gateway.relay.client import UpstreamPool, websocket_session
 from gateway.relay.server import CLIENT_LIMITS, ClientLimits, defer_expect, handler_args
 from gateway.respond import Responder
+from gateway.revocation import Revoker
 from gateway.routes import RouteTable
 from gateway.siblings import Siblings
 
@@ -48,15 +49,19 @@ class Resources:
     cache: SessionCache
     ory_http: aiohttp.ClientSession
     websockets: aiohttp.ClientSession
+    loop_guard: LoopGuard
+    revoker: Revoker
     watchdog: Watchdog = field(default_factory=Watchdog)
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # when none is set
     pools: dict[tuple[str, int], UpstreamPool] = field(default_factory=dict)
-    loop_guard: LoopGuard | None = None
-    ory: OryClient | None = None  # replaces the HTTP Ory client (tests), across reloads
+    ory: OryClient | None = None
 
     @classmethod
-    def open(cls, config: GatewayConfig, clock: Clock, metrics: Metrics) -> Resources:
-        """Call inside the running loop (ClientSessions bind to it)."""
+    def open(
+        cls, config: GatewayConfig, clock: Clock, metrics: Metrics, ory: OryClient | None
+    ) -> Resources:
+        """Call inside the running loop (ClientSessions bind to it). `ory` replaces the HTTP
+        Ory client (tests), across reloads too."""
         cache = SessionCache(
             ttl=config.cache.ttl, max_entries=config.cache.max_entries,
             stale_if_error=config.cache.stale_if_error,
@@ -67,9 +72,10 @@ class Resources:
             cookie_jar=aiohttp.DummyCookieJar(),
             connector=aiohttp.TCPConnector(limit=config.ory.max_connections, ttl_dns_cache=60),
         )
-        resources = cls(clock, metrics, cache, ory_http, websocket_session())
-        resources.loop_guard = LoopGuard(clock)
-        return resources
+        return cls(
+            clock, metrics, cache, ory_http, websocket_session(), loop_guard=LoopGuard(clock),
+            revoker=Revoker(cache, metrics), ory=ory,
+        )
 
     def pool(self, url: str, keepalive: int) -> UpstreamPool:
         """The keep-alive pool for one upstream (kept across reloads while still used)."""
@@ -102,7 +108,6 @@ def build_services(config: GatewayConfig, resources: Resources) -> Services:
         clock=resources.clock, metrics=resources.metrics,
     )
     pages = Pages(config.server.templates_dir)
-    assert resources.loop_guard is not None  # noqa: S101 - made by Resources.open
     upstream = Upstream(
         config.upstream.url,
         resources.pool(config.upstream.url, config.upstream.keepalive_connections),
@@ -118,6 +123,7 @@ def build_services(config: GatewayConfig, resources: Resources) -> Services:
         upstream=upstream,
         watchdog=resources.watchdog,
         metrics=resources.metrics,
+        revoker=resources.revoker,
         clock=resources.clock,
         strip=Services.identity_names(config),
     )
@@ -143,8 +149,7 @@ async def build_app(
     )
     app = web.Application(handler_args=handler_args(limits))
     app[CLIENT_LIMITS] = limits
-    resources = Resources.open(config, clock, metrics)
-    resources.ory = ory
+    resources = Resources.open(config, clock, metrics, ory)
     app[RESOURCES] = resources
     app[GATEWAY] = Gateway(build_services(config, resources))
     app[REPORTING] = Reporting(

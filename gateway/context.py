@@ -20,6 +20,7 @@ from gateway.paths import RequestTarget
 from gateway.proxy import Upstream
 from gateway.redirects import LOOP_COOKIE
 from gateway.respond import Responder, Situation, is_browser_navigation
+from gateway.revocation import Revoker
 from gateway.routes import RouteTable
 
 
@@ -37,6 +38,7 @@ class Services:
     upstream: Upstream
     watchdog: Watchdog  # upstream answer deadlines (one timer for all)
     metrics: Metrics
+    revoker: Revoker
     clock: Callable[[], float]
     strip: frozenset[str]  # normalised identity header names
 

@@ -30,7 +30,6 @@ from gateway.session import Session, format_timestamp
 from gateway.sessions_page import handle_sessions, is_sessions_path
 
 Handler = Callable[[web.Request, Services], Awaitable[web.StreamResponse]]
-LOGOUT_HOLD = 120.0  # seconds a logged-out cookie is never cached again (see logout)
 
 
 async def handle_endpoint(
@@ -122,22 +121,11 @@ async def logout(request: web.Request, services: Services) -> web.StreamResponse
         check_origin(request, credential, allowed_origins(request, services.config))
     elif _embedded_by_another_site(request):
         raise AccessDeniedError("another site may link to logout, not load it in the background")
-    cache = services.auth.cache
     if credential.from_header:
         session = await _known_session(services, credential)
-        try:
-            await services.auth.ory.revoke_token(credential)
-        finally:  # even if the client hangs up: Ory may have ended it already
-            cache.evict_key(credential.key)
-            if session is not None:
-                cache.evict_session(session.session_id, session.identity_id)
+        await services.revoker.logout_token(services.auth.ory, credential, session)
         return redirect(back or "/")
-    session = cache.peek(credential.key)
-    # The browser ends the session at Ory only when it follows the logout URL: until then
-    # this cookie is looked up at Ory every time, never cached again.
-    cache.evict_key(credential.key, hold=LOGOUT_HOLD)
-    if session is not None:
-        cache.evict_session(session.session_id, session.identity_id)
+    services.revoker.logout_cookie(credential)
     landing = back or f"{services.config.server.auth_prefix}/signed-out"
     url = await services.auth.ory.logout_url(credential, origin + landing)
     return redirect(url or back or "/")
@@ -169,7 +157,7 @@ async def refresh(request: web.Request, services: Services) -> web.StreamRespons
     """Send the browser to re-authenticate; the cached entry goes at once."""
     credential = _credential(request, services)
     if credential is not None:
-        services.auth.cache.evict_key(credential.key)
+        services.revoker.forget(credential)
     origin = request_origin(request, services.config)
     back = origin + (_return_to(request, services) or "/")
     ory = services.config.ory

@@ -123,10 +123,12 @@ async def _proxy(
         return await bridge(
             request, upstream.websockets, url, headers, answer_within=timeout,
             max_message=services.config.server.websocket_max_message, request_id=request_id,
+            metrics=services.metrics,
         )
     return await forward(
         request, upstream, target.path_qs, headers, answer_within=timeout,
         watchdog=services.watchdog, outcome=outcome, request_id=request_id,
+        metrics=services.metrics,
     )
 
 

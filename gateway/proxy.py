@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 from gateway.deadlines import Deadline, Watchdog
 from gateway.errors import BadRequestError, UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.headers import response_headers
+from gateway.observe import Metrics
 from gateway.outcome import Outcome
 from gateway.relay.answers import RelayedStream, RelayedWhole, UnsafeHeaderError, relayed
 from gateway.relay.client import ClientBodyError, RequestBody, UpstreamAnswer, UpstreamPool
@@ -47,6 +48,7 @@ async def forward(
     watchdog: Watchdog,
     outcome: Outcome,
     request_id: tuple[str, str],
+    metrics: Metrics,
 ) -> web.StreamResponse:
     """Send the request upstream and stream the answer; 400/502/504 only before it starts.
     The answer carries `request_id` (name, value); `outcome` notes the app's time."""
@@ -65,7 +67,7 @@ async def forward(
         raise UpstreamUnavailableError(type(exc).__name__) from None
     outcome.upstream_s = time.monotonic() - sent
     try:
-        return await _relay(request, answer, request_id)
+        return await _relay(request, answer, request_id, metrics)
     finally:
         answer.release()
 
@@ -80,13 +82,15 @@ def request_body(request: web.Request, deadline: Deadline, push: float) -> Reque
 
 
 async def _relay(
-    request: web.Request, upstream: UpstreamAnswer, request_id: tuple[str, str]
+    request: web.Request, upstream: UpstreamAnswer, request_id: tuple[str, str],
+    metrics: Metrics,
 ) -> web.StreamResponse:
     response = _response_for(request, upstream)
     response.headers[request_id[0]] = request_id[1]  # ours, not whatever the app said
     if isinstance(response, RelayedWhole):
         return response  # aiohttp writes head and body at once
     await response.prepare(request)
+    metrics.connection_opened("stream")
     try:
         while chunk := await upstream.content.readany():
             await response.write(chunk)
@@ -97,6 +101,8 @@ async def _relay(
         return response
     except (ConnectionResetError, aiohttp.ClientConnectionResetError):
         return response  # the client left; nothing to tell anyone
+    finally:
+        metrics.connection_closed("stream")
     await response.write_eof()
     return response
 

@@ -87,14 +87,7 @@ async def revoke_others(
     """Ory `DELETE /sessions`, then every other cached session of this identity goes."""
     credential, session = current
     await _check_csrf(request, services, credential, session)
-    cache = services.auth.cache
-    cache.evict_identity(session.identity_id, keep_session=session.session_id)
-    try:
-        count = await services.auth.ory.revoke_other_sessions(credential)
-    finally:
-        # Again, and even if the client hangs up meanwhile (handler cancellation): once Ory
-        # may have revoked them, nothing cached before or during the call may serve them.
-        cache.evict_identity(session.identity_id, keep_session=session.session_id)
+    count = await services.revoker.revoke_others(services.auth.ory, credential, session)
     if is_form(request):
         return redirect(f"{services.config.server.auth_prefix}/sessions?revoked={count}")
     return json_response({"revoked": count})
@@ -114,13 +107,7 @@ async def revoke_one(
             "this is the current session: sign out with "
             f"{services.config.server.auth_prefix}/logout instead"
         )
-    cache = services.auth.cache
-    cache.evict_session(target, session.identity_id)
-    try:
-        await services.auth.ory.revoke_session(credential, target)
-    finally:
-        # As in revoke_others: whatever happens to this handler.
-        cache.evict_session(target, session.identity_id)
+    await services.revoker.revoke_one(services.auth.ory, credential, session, target)
     if is_form(request):
         return redirect(f"{services.config.server.auth_prefix}/sessions?revoked=1")
     response = web.Response(status=204)

@@ -18,6 +18,7 @@ from yarl import URL
 
 from gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.headers import WEBSOCKET_HANDSHAKE
+from gateway.observe import Metrics
 
 log = logging.getLogger("gateway.websocket")
 
@@ -56,6 +57,7 @@ async def bridge(
     answer_within: float,
     max_message: int,
     request_id: tuple[str, str],
+    metrics: Metrics,
 ) -> web.WebSocketResponse:
     """Connect upstream first (so failures are still 502/504), then relay both ways. A
     message over `max_message` bytes, from either side, closes both with 1009: nothing is
@@ -84,11 +86,13 @@ async def bridge(
     )
     client.headers[request_id[0]] = request_id[1]
     closing = Closing()
+    metrics.connection_opened("websocket")
     try:
         await client.prepare(request)
         await _relay_both_ways(client, upstream, closing)
     finally:
         # Runs even when aiohttp cancels the handler as the client hangs up.
+        metrics.connection_closed("websocket")
         await upstream.close(code=closing.code, message=closing.reason)
     return client
 

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 # A module may import only modules of a lower (or equal) layer.
 LAYERS = {
     "units": 0, "errors": 0, "pages": 1, "logs": 0, "deadlines": 0, "outcome": 1,
-    "observe": 2, "tls": 2, "decision": 6, "reload": 11,
+    "observe": 2, "tls": 2, "decision": 6, "reload": 11, "revocation": 5,
     "config": 1, "paths": 1, "headers": 1,
     "routes": 2, "session": 2, "credentials": 2, "redirects": 2, "csrf": 3, "devices": 3,
     "ory": 3, "cache": 4, "access": 5, "siblings": 5, "respond": 5, "explain": 5,
