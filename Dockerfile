@@ -10,7 +10,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY templates ./templates
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir ".[redis]" \
     && rm -rf /src \
     && useradd --system --uid 10001 --home-dir /etc/gateway --shell /usr/sbin/nologin gateway \
     && mkdir -p /etc/gateway && chown gateway /etc/gateway

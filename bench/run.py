@@ -311,7 +311,10 @@ http://{HOST}:{port} {{
 
 
 def gateway_toml(port: int, ory_port: int, upstream_port: int, workers: int, ttl: float,
-                 refresh_ahead: float) -> str:
+                 refresh_ahead: float, *, observed: bool = False) -> str:
+    """`observed`: JSON logs and Prometheus metrics on (the `gw1-obs` row)."""
+    extra = f'log_format = "json"\n\n[metrics]\nlisten = "{HOST}:{free_port()}"\n' \
+        if observed else ""
     return f"""\
 default_access = "authenticated"
 
@@ -319,7 +322,7 @@ default_access = "authenticated"
 listen = "{HOST}:{port}"
 workers = {workers}
 secret = "bench-secret-bench-secret-bench-secret"
-
+{extra}
 [ory]
 url = "http://{HOST}:{ory_port}"
 session_cookie = "{COOKIE}"
@@ -433,7 +436,10 @@ class Stack:
     def rows(self) -> list[Row]:
         wanted = set(self.args.rows.split(",")) if self.args.rows else None
         rows = [
-            self._gateway_row(1), self._gateway_row(2), self._baseline_row(),
+            self._gateway_row(1), self._gateway_row(2),
+            self._gateway_row(1, key="gw1-obs", label="gateway, JSON logs + metrics",
+                              observed=True),
+            self._baseline_row(),
             self._nginx_row(cache=False), self._nginx_row(cache=True), self._caddy_row(),
             self._floor_row(),
         ]
@@ -441,13 +447,14 @@ class Stack:
 
     def _gateway_row(
         self, workers: int, *, key: str = "", label: str = "", checkout: Path = ROOT,
-        python: str = "",
+        python: str = "", observed: bool = False,
     ) -> Row:
         port = free_port()
         key = key or f"gw{workers}"
         config = self.work / f"{key}.toml"
         config.write_text(gateway_toml(port, self.ory_port, self.upstream_port, workers,
-                                       self.args.ttl, self.args.refresh_ahead))
+                                       self.args.ttl, self.args.refresh_ahead,
+                                       observed=observed))
         # 1 worker: core 0 like every other server; 2 workers: not pinned (both cores).
         cpus = "0" if workers == 1 else "0,1"
         argv = [python or self.python, "-m", "gateway", "serve", "--config", str(config)]
@@ -648,6 +655,16 @@ def verdicts(rows: dict[str, Row], args: argparse.Namespace) -> list[tuple[str, 
                           f"ratio {g / o:.2f}x")
     p99 = median(gw, "p99_ms")
     check(p99 < 15.0, f"gateway p99 {p99:.2f} ms < 15 ms")
+    observed = rows.get("gw1-obs")
+    if observed is not None and observed.runs:
+        g, o = median(gw, "cpu_us"), median(observed, "cpu_us")
+        check(o <= 1.10 * g, f"JSON logs + metrics: CPU/request {o:.0f} us <= 1.10 x "
+                             f"{g:.0f} us (issue 11); ratio {o / g:.3f}")
+    base = rows.get("base")
+    if base is not None and base.runs:
+        g, b = median(gw, "cpu_us"), median(base, "cpu_us")
+        check(g <= 1.05 * b, f"CPU/request {g:.0f} us <= 1.05 x baseline's {b:.0f} us "
+                             f"(issue 10); ratio {g / b:.3f}")
     for row in (gw, rows.get("gw2")):
         if row is None or not row.runs:
             continue
@@ -784,7 +801,8 @@ def summarise_folded(path: Path, top: int = 25) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark the gateway against nginx, Caddy and a minimal Python proxy.",
-        epilog="Rows: gw1, gw2, base (with --baseline), nginx, nginx-cache, caddy, floor.",
+        epilog="Rows: gw1, gw2, gw1-obs, base (with --baseline), nginx, nginx-cache, caddy, "
+               "floor.",
     )
     parser.add_argument("--quick", action="store_true",
                         help="1 s warm-up + 3 s measured per round (default 5 s + 10 s)")
