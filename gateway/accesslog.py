@@ -59,6 +59,8 @@ class AccessLogger(AbstractAccessLogger):
         outcome = request.get(OUTCOME)  # None: an app other than the gateway (the demo's)
         reporting = self.reporting
         if outcome is not None:
+            # aiohttp's `time` comes from the loop clock, whole milliseconds under uvloop.
+            time = _time.monotonic() - outcome.started
             reporting.metrics.request(outcome, response.status, time)
         if not reporting.lines:
             return
