@@ -146,6 +146,8 @@ def _healthcheck(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # Until the gateway can reload, a SIGHUP must not end it (its default action would).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     config = read_config(args.config)
     _check_files(config)
     if config.server.workers > 1:
@@ -211,7 +213,7 @@ def _worker(
     multiprocess: bool,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until this worker can reload
     siblings.adopt(index)
     try:
         code = _serve_one(config, path_arg, reuse_port=True, siblings=siblings,
@@ -270,6 +272,9 @@ async def _serve_app(
     """Build and start the gateway (and its metrics listener); SIGHUP reloads the config."""
     from gateway.app import build_app
 
+    loop = asyncio.get_running_loop()
+    early: list[None] = []  # a SIGHUP while starting is applied once started
+    loop.add_signal_handler(signal.SIGHUP, early.append, None)
     _log_as(config.server.log_format)
     metrics: Metrics = NO_METRICS
     if config.metrics.listen is not None:
@@ -292,10 +297,12 @@ async def _serve_app(
                                        access_log=False)
             resources.push_async_callback(scrapes.cleanup)
     except BaseException:
+        loop.remove_signal_handler(signal.SIGHUP)
         await resources.aclose()
         raise
-    loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, _reload, app, path_arg, tls, metrics)
+    if early:
+        _reload(app, path_arg, tls, metrics)
 
     async def stop() -> None:
         loop.remove_signal_handler(signal.SIGHUP)

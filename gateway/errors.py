@@ -16,6 +16,7 @@ class GatewayError(Exception):
     # What the access log and metrics call it (gateway.outcome.DECISIONS); None keeps the
     # decision already made (an app that fails after the request was let in).
     decision: str | None = "bad_request"
+    closes = False  # the connection cannot be trusted after this: close it with the answer
 
     def __init__(self, reason: str = "") -> None:
         super().__init__(reason or self.message)
@@ -28,6 +29,13 @@ class BadRequestError(GatewayError):
     error_id = "bad_request"
     status = 400
     message = "The request was malformed or contained invalid parameters."
+
+
+class FramingError(BadRequestError):
+    """A request whose framing cannot be trusted (a body that broke off or broke its
+    chunks, a transfer coding the gateway does not relay): answered, then closed."""
+
+    closes = True
 
 
 class RequestTimeoutError(BadRequestError):

@@ -25,6 +25,7 @@ from gateway.errors import (
     AccessDeniedError,
     BadRequestError,
     ExpectationFailedError,
+    FramingError,
     GatewayError,
 )
 from gateway.headers import ForwardingPeer, build_upstream_headers
@@ -87,9 +88,9 @@ def _check_framing(request: web.Request) -> None:
     if not codings:
         return
     if request.version < HttpVersion11:
-        raise BadRequestError("Transfer-Encoding is not allowed in an HTTP/1.0 request")
+        raise FramingError("Transfer-Encoding is not allowed in an HTTP/1.0 request")
     if len(codings) > 1 or codings[0].strip().lower() != "chunked":
-        raise BadRequestError("only the chunked transfer coding is accepted")
+        raise FramingError("only the chunked transfer coding is accepted")
 
 
 async def _proxy(

@@ -19,7 +19,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.deadlines import Deadline, Watchdog
-from gateway.errors import BadRequestError, UpstreamTimeoutError, UpstreamUnavailableError
+from gateway.errors import FramingError, UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.headers import response_headers
 from gateway.observe import Metrics
 from gateway.outcome import Outcome
@@ -62,7 +62,7 @@ async def forward(
     except ClientBodyError:
         if request.transport is None or request.transport.is_closing():
             raise ConnectionResetError("client went away during the upload") from None
-        raise BadRequestError("the request body does not match its framing") from None
+        raise FramingError("the request body does not match its framing") from None
     except (aiohttp.ClientError, OSError) as exc:
         raise UpstreamUnavailableError(type(exc).__name__) from None
     outcome.upstream_s = time.monotonic() - sent

@@ -94,7 +94,17 @@ class Responder:
     def render(
         self, request: web.Request, error: GatewayError, situation: Situation
     ) -> web.StreamResponse:
-        """303 / HTML page / JSON envelope for one error; notes the decision it stands for."""
+        """303 / HTML page / JSON envelope for one error; notes the decision it stands for.
+        An error whose request cannot be trusted to end where it seems closes the
+        connection."""
+        response = self._render(request, error, situation)
+        if error.closes:
+            response.force_close()
+        return response
+
+    def _render(
+        self, request: web.Request, error: GatewayError, situation: Situation
+    ) -> web.StreamResponse:
         outcome = outcome_of(request)
         if error.decision is not None:
             outcome.decision = error.decision

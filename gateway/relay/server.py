@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.streams import EMPTY_PAYLOAD
-from aiohttp.web_protocol import RequestHandler, _ErrInfo
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
 
 from gateway.accesslog import REPORTING, AccessLogger
 from gateway.errors import (
@@ -99,7 +99,8 @@ class GatewayProtocol(RequestHandler):
         count = self._request_count
         super().data_received(data)
         if self._request_count != count:
-            self._cancel_head_timer()  # a head is complete
+            self._cancel_head_timer()  # a head is complete (or the parser gave up)
+            self._fail_unfinished_body()
         elif data:
             if self._head_timer is None and self._waiter is not None:
                 self._arm_head_timer()  # the first byte of the next request, when idle
@@ -134,6 +135,16 @@ class GatewayProtocol(RequestHandler):
         if awaits_continue(request):
             self.force_close()  # after the answer, not after aiohttp's 10 s of lingering
         return finished
+
+    def _fail_unfinished_body(self) -> None:
+        """aiohttp queues a parse error in the middle of a body (a broken chunk) as a message
+        of its own and leaves the body waiting for bytes that will never come: end the body
+        with the error instead, so the request fails now (400), not at upstream.timeout."""
+        if not self._messages or not isinstance(self._messages[-1][0], _ErrInfo):
+            return
+        request = self._current_request
+        if request is not None and not request.content.is_eof():
+            request.content.set_exception(RequestPayloadError("the body broke its framing"))
 
     def _arm_head_timer(self) -> None:
         self._head_bytes = False
