@@ -1,4 +1,5 @@
-"""Class BODIES: the relay never decodes, re-encodes or re-frames a body (docs/reference.md#bodies-and-framing).
+"""Class BODIES: the relay never decodes, re-encodes or re-frames a body
+(docs/reference.md#bodies-and-framing).
 
 A gateway that decompresses a request body but keeps its `Content-Length` sends the
 upstream a body of the wrong length: cut short when the decoded body is longer, and, when it

@@ -1,4 +1,5 @@
-"""Class ERRORS: every refusal is the JSON envelope (docs/reference.md#errors), and none repeats a secret.
+"""Class ERRORS: every refusal is the JSON envelope (docs/reference.md#errors), and none
+repeats a secret.
 
 aiohttp's own parser answers a malformed request with a plain-text 400 that quotes the
 offending bytes back: a `Cookie` line too long to parse comes back with the session value
