@@ -66,6 +66,7 @@ class Authenticator:
             if isinstance(result, StepUpRequired):
                 raise StepUpRequiredError()
             raise SessionRequiredError()
+        outcome.identity_id = result.identity_id  # known even when refused below
         if route.access == "authenticated":
             self.check_requirements(route, result)
         return result

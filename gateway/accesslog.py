@@ -23,7 +23,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from gateway.logs import rfc3339
 from gateway.observe import NO_METRICS, Metrics
-from gateway.outcome import OUTCOME
+from gateway.outcome import OUTCOME, Outcome
 
 FLUSH_EVERY = 0.5  # seconds a line may wait before it is written
 BATCH = 256  # lines that force a write at once
@@ -64,18 +64,19 @@ class AccessLogger(AbstractAccessLogger):
             reporting.metrics.request(outcome, response.status, time)
         if not reporting.lines:
             return
-        path, mark, _ = request.raw_path.partition("?")
-        path = path[:512]
+        path, cut = loggable_path(request.raw_path)
+        size = body_size(request, response, outcome)
         if outcome is None:
             line = (
-                f"{request.method} {path}{'?…' if mark else ''} {response.status} "
-                f"{response.body_length} {time * 1000:.1f}ms {request.remote or '-'}"
+                f"{request.method} {path}{'?…' if cut else ''} {response.status} "
+                f"{size} {time * 1000:.1f}ms {request.remote or '-'}"
             )
         elif reporting.json:
             line = json_line({
+                "message": f"{request.method} {path} {response.status}",
                 "request_id": outcome.request_id, "method": request.method, "path": path,
                 "route": outcome.route, "decision": outcome.decision, "status": response.status,
-                "bytes": response.body_length, "duration_ms": round(time * 1000, 3),
+                "bytes": size, "duration_ms": round(time * 1000, 3),
                 "upstream_ms": None if outcome.upstream_s is None
                 else round(outcome.upstream_s * 1000, 3),
                 "cache": outcome.cache, "identity_id": outcome.identity_id,
@@ -83,8 +84,8 @@ class AccessLogger(AbstractAccessLogger):
             })
         else:
             line = (
-                f"{request.method} {path}{'?…' if mark else ''} {response.status} "
-                f"{response.body_length} {time * 1000:.1f}ms {request.remote or '-'} "
+                f"{request.method} {path}{'?…' if cut else ''} {response.status} "
+                f"{size} {time * 1000:.1f}ms {request.remote or '-'} "
                 f"{outcome.decision} {outcome.request_id}"
             )
         handlers = self.logger.handlers
@@ -96,6 +97,41 @@ class AccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
         return self.reporting.enabled
+
+
+_CUT_AT = ("?", "#", ";", "%3f", "%23", "%3b")
+
+
+def loggable_path(raw: str) -> tuple[str, bool]:
+    """The path as a log line may show it, and whether something was cut: never a query,
+    fragment, `;` parameters or what follows an encoded `?`, `#` or `;` (refused requests
+    carry such things), no path segment holding an `@` (an email, user info), and no target
+    that is not a path at all (`http://user:pass@host/`)."""
+    if not raw.startswith("/"):
+        return "(not a path)", True
+    lower = raw.lower()
+    end = min((i for i in (lower.find(mark) for mark in _CUT_AT) if i >= 0), default=len(raw))
+    path = raw[:min(end, 512)]
+    if "@" in path or "%40" in lower[:end]:
+        path = "/".join(
+            "…" if "@" in part or "%40" in part.lower() else part for part in path.split("/")
+        )
+    return path, end < len(raw)
+
+
+def body_size(
+    request: web.BaseRequest, response: web.StreamResponse, outcome: Outcome | None
+) -> int:
+    """Bytes of the answer's body (aiohttp's own count includes its head)."""
+    if request.method == "HEAD" or response.status in (204, 304) or response.status < 200:
+        return 0
+    if isinstance(response, web.Response):
+        body = response.body
+        if isinstance(body, bytes | bytearray):
+            return len(body)
+    if outcome is not None and outcome.body_bytes is not None:
+        return outcome.body_bytes
+    return response.content_length or 0
 
 
 def json_line(fields: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from gateway.config import GatewayConfig
 from gateway.context import GATEWAY, Gateway, Services
 from gateway.csrf import CsrfSigner
 from gateway.deadlines import Watchdog
+from gateway.headers import normalise_name
 from gateway.logs import install_log_redaction
 from gateway.observe import NO_METRICS, Metrics
 from gateway.ory import HttpOryClient, OryClient
@@ -125,7 +126,8 @@ def build_services(config: GatewayConfig, resources: Resources) -> Services:
         metrics=resources.metrics,
         revoker=resources.revoker,
         clock=resources.clock,
-        strip=Services.identity_names(config),
+        # The request id's header too, in every spelling: the gateway sets it.
+        strip=Services.identity_names(config) | {normalise_name(config.server.request_id_header)},
     )
 
 

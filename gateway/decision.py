@@ -37,5 +37,4 @@ async def decide(
         outcome.decision = "public" if route.access == "public" else "anonymous"
     else:
         outcome.decision = "allowed"
-        outcome.identity_id = session.identity_id
     return Allow(route, session)

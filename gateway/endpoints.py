@@ -88,7 +88,10 @@ async def current_session(request: web.Request, services: Services) -> tuple[Cre
     credential = _credential(request, services)
     if credential is None:
         raise SessionRequiredError()
-    result = await services.auth.lookup(credential)
+    outcome = outcome_of(request)
+    result = await services.auth.lookup(credential, outcome)
+    if isinstance(result, Session):
+        outcome.identity_id = result.identity_id
     if isinstance(result, StepUpRequired):
         raise StepUpRequiredError()
     if not isinstance(result, Session):

@@ -38,6 +38,13 @@ class FramingError(BadRequestError):
     closes = True
 
 
+class VersionNotSupportedError(FramingError):
+    """HTTP/0.9, HTTP/2 or another version the gateway does not speak on this listener."""
+
+    status = 505
+    message = "Only HTTP/1.0 and HTTP/1.1 are spoken here."
+
+
 class RequestTimeoutError(BadRequestError):
     """The request head did not arrive within `server.header_timeout`."""
 

@@ -44,10 +44,21 @@ def normalise_name(name: str) -> str:
 
 
 def encode_value(value: str) -> str:
-    """Header-safe value: anything outside visible ASCII (and `%`) is percent-encoded UTF-8."""
-    if value.isascii() and value.isprintable() and "%" not in value:
+    """Header-safe value: anything outside visible ASCII (and `%`) is percent-encoded UTF-8,
+    and so are spaces at either end, which every HTTP parser strips: "admin" and " admin "
+    must not reach the app as the same user."""
+    if value.isascii() and value.isprintable() and "%" not in value and (
+        not value or (value[0] != " " and value[-1] != " ")
+    ):
         return value
-    return quote(value, safe=_SAFE_VALUE_CHARS)
+    core = value.strip(" ")
+    if not core:
+        return "%20" * len(value)
+    start = value.index(core)
+    return (
+        "%20" * start + quote(core, safe=_SAFE_VALUE_CHARS)
+        + "%20" * (len(value) - start - len(core))
+    )
 
 
 def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:

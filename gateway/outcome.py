@@ -28,7 +28,8 @@ class Outcome:
     "coalesced", "shared", "stale" or None when no session was looked up."""
 
     __slots__ = (
-        "cache", "decision", "identity_id", "request_id", "route", "started", "upstream_s",
+        "body_bytes", "cache", "decision", "identity_id", "request_id", "route", "started",
+        "upstream_s",
     )
 
     def __init__(self, request_id: str) -> None:
@@ -39,6 +40,7 @@ class Outcome:
         self.cache: str | None = None
         self.identity_id: str | None = None
         self.upstream_s: float | None = None  # time to the app's answer head
+        self.body_bytes: int | None = None  # a streamed answer's body, as relayed
 
 
 OUTCOME = web.RequestKey("outcome", Outcome)

@@ -8,7 +8,7 @@ noted in the request's Outcome for the access log and the metrics.
 
 from __future__ import annotations
 
-from aiohttp import HttpVersion11, web
+from aiohttp import HttpVersion10, HttpVersion11, web
 from multidict import CIMultiDict
 
 from gateway.context import GATEWAY, Services, allowed_origins, is_trusted_peer, situation_for
@@ -27,6 +27,7 @@ from gateway.errors import (
     ExpectationFailedError,
     FramingError,
     GatewayError,
+    VersionNotSupportedError,
 )
 from gateway.headers import ForwardingPeer, build_upstream_headers
 from gateway.outcome import OUTCOME, Outcome, request_id_from
@@ -36,6 +37,8 @@ from gateway.redirects import GATEWAY_COOKIES
 from gateway.relay.answers import awaits_continue, expects_continue, grant_continue
 from gateway.session import Session
 from gateway.websocket import bridge, is_allowed_origin, is_websocket_upgrade, upstream_url
+
+_VERSIONS = (HttpVersion10, HttpVersion11)
 
 
 async def handle_request(request: web.Request) -> web.StreamResponse:
@@ -84,6 +87,8 @@ def _check_framing(request: web.Request) -> None:
     """RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, a smuggling vector; a
     transfer coding other than chunked alone would change what the body's bytes mean on the
     way (docs/reference.md#bodies-and-framing). Either way the connection ends here."""
+    if request.version not in _VERSIONS:
+        raise VersionNotSupportedError()
     codings = request.headers.getall("Transfer-Encoding", ())
     if not codings:
         return
@@ -110,7 +115,7 @@ async def _proxy(
         request.headers.get("Origin"), allowed_origins(request, services.config)
     ):
         raise AccessDeniedError("cross-site WebSocket upgrade refused")
-    if "Expect" in request.headers:
+    if "Expect" in request.headers and request.version == HttpVersion11:
         if not expects_continue(request):
             raise ExpectationFailedError()
         await grant_continue(request)  # authorised: now the body may come

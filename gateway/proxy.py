@@ -67,7 +67,7 @@ async def forward(
         raise UpstreamUnavailableError(type(exc).__name__) from None
     outcome.upstream_s = time.monotonic() - sent
     try:
-        return await _relay(request, answer, request_id, metrics)
+        return await _relay(request, answer, request_id, metrics, outcome)
     finally:
         answer.release()
 
@@ -83,7 +83,7 @@ def request_body(request: web.Request, deadline: Deadline, push: float) -> Reque
 
 async def _relay(
     request: web.Request, upstream: UpstreamAnswer, request_id: tuple[str, str],
-    metrics: Metrics,
+    metrics: Metrics, outcome: Outcome,
 ) -> web.StreamResponse:
     response = _response_for(request, upstream)
     response.headers[request_id[0]] = request_id[1]  # ours, not whatever the app said
@@ -91,8 +91,10 @@ async def _relay(
         return response  # aiohttp writes head and body at once
     await response.prepare(request)
     metrics.connection_opened("stream")
+    sent = 0
     try:
         while chunk := await upstream.content.readany():
+            sent += len(chunk)
             await response.write(chunk)
     except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
         log.warning("upstream broke off a response to %s %s: %s",
@@ -103,6 +105,7 @@ async def _relay(
         return response  # the client left; nothing to tell anyone
     finally:
         metrics.connection_closed("stream")
+        outcome.body_bytes = sent
     await response.write_eof()
     return response
 

@@ -75,14 +75,15 @@ async def bridge(
         async with asyncio.timeout(answer_within):
             upstream = await http.ws_connect(
                 websocket_url(url), headers=headers, protocols=protocols, autoping=True,
-                max_msg_size=max_message,
+                max_msg_size=max_message + 1,  # aiohttp refuses a message of exactly this
             )
     except TimeoutError:
         raise UpstreamTimeoutError() from None
     except (aiohttp.ClientError, OSError) as exc:
         raise UpstreamUnavailableError(type(exc).__name__) from None
     client = web.WebSocketResponse(
-        protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=max_message
+        protocols=[upstream.protocol] if upstream.protocol else (),
+        max_msg_size=max_message + 1,
     )
     client.headers[request_id[0]] = request_id[1]
     closing = Closing()
@@ -138,7 +139,9 @@ async def _pump(source: Socket, sink: Socket, closing: Closing) -> None:
             closing.reason = (message.extra or "").encode()
             return
         elif message.type == WSMsgType.ERROR:
-            error = source.exception()
+            error = message.data if isinstance(message.data, BaseException) else (
+                source.exception()
+            )
             log.info("websocket error: %s", type(error).__name__)
             if isinstance(error, WebSocketError) and error.code == WSCloseCode.MESSAGE_TOO_BIG:
                 closing.code, closing.reason = WSCloseCode.MESSAGE_TOO_BIG, b"message too big"

@@ -42,8 +42,11 @@ async def grant_continue(request: web.BaseRequest) -> None:
 
 
 def expects_continue(request: web.BaseRequest) -> bool:
-    """Whether the client waits for a 100 Continue before it sends its body."""
-    return request.headers.get("Expect", "").lower() == "100-continue"
+    """Whether the client waits for a 100 Continue before it sends its body (HTTP/1.1 only:
+    an HTTP/1.0 client's Expect is ignored, RFC 9110 §10.1.1)."""
+    return request.version == HttpVersion11 and (
+        request.headers.get("Expect", "").lower() == "100-continue"
+    )
 
 
 def awaits_continue(request: web.BaseRequest) -> bool:

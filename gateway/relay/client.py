@@ -132,6 +132,11 @@ class UpstreamAnswer:
         # Whether the request body had been sent in full before this answer began.
         self._body_first = sender is None or _finished(sender)
 
+    def retire(self) -> None:
+        """Give the connection back never to be used again."""
+        self._body_first = False
+        self.release()
+
     def release(self) -> None:
         """Reuse the connection if nothing unexpected happened on it; close it otherwise."""
         protocol, self._protocol = self._protocol, None
@@ -193,7 +198,13 @@ class UpstreamPool:
         head = _request_head(method, self._prefix + path_qs, headers, self._authority, body)
         protocol, reused = await self._connection()
         try:
-            return await self._exchange(protocol, method, head, body)
+            answer = await self._exchange(protocol, method, head, body)
+            if not (reused and answer.status == 408):
+                return answer
+            # A 408 on a connection that sat idle is the app timing that connection out,
+            # not an answer to this request (browsers and Go's client read it so too).
+            answer.retire()
+            raise aiohttp.ServerDisconnectedError()
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
             if not (reused and body is None and method in _IDEMPOTENT):
                 raise
@@ -299,11 +310,21 @@ Head = tuple[RawResponseMessage, StreamReader]
 
 
 async def _answer_head(protocol: UpstreamProtocol) -> Head:
-    """The real answer's head: 1xx answers (103 Early Hints, 100 Continue) are skipped."""
+    """The real answer's head: 1xx answers (103 Early Hints, 100 Continue) are skipped. An
+    answer no request of ours can have (a status outside 100-599, a 101 when no upgrade was
+    asked for, a transfer coding other than chunked alone, which would be dropped on the
+    way) is not relayed: the exchange fails as not valid HTTP."""
     while True:
         message, payload = await protocol.read()
-        if not 100 <= message.code < 200 or message.code == 101:
-            return message, payload
+        code = message.code
+        if code == 101 or not 100 <= code <= 599:
+            raise HttpProcessingError(message=f"status {code} answers no request of ours")
+        if code >= 200:
+            break
+    codings = message.headers.getall("Transfer-Encoding", ())
+    if codings and (len(codings) > 1 or codings[0].strip().lower() != "chunked"):
+        raise HttpProcessingError(message="a transfer coding the gateway cannot relay")
+    return message, payload
 
 
 async def _answer_head_while_sending(

@@ -212,8 +212,6 @@ async def test_ory_call_outcome_is_counted_when(
     }
 
 
-@pytest.mark.xfail(strict=True, reason="bug: session look-ups by /_auth endpoints (whoami, "
-                   "sessions, logout) are not counted in gateway_session_cache_lookups_total")
 async def test_cache_lookups_are_counted_when_an_endpoint_looks_the_session_up(
     metered: MeteredFactory,
 ) -> None:

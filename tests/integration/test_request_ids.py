@@ -170,8 +170,6 @@ async def test_every_client_id_is_replaced_when_several_are_sent(
     assert upstream_ids(stack) == [reply.request_id]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a client's `X_Request_Id` reaches the app beside "
-                   "the gateway's id (headers toward the upstream compare `_` as `-`)")
 async def test_client_id_under_another_spelling_is_not_forwarded(
     make_stack: StackFactory,
 ) -> None:

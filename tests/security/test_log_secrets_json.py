@@ -169,7 +169,6 @@ def access_lines(driven: Drive, lines: list[str]) -> list[tuple[Sent, dict[str, 
     return [(sent, by_id[sent.request_id]) for sent in driven.sent]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: JSON access lines have no `message` field")
 async def test_every_line_is_one_json_object_with_time_level_logger_message(
     stack: ProcessStack,
 ) -> None:
@@ -236,8 +235,6 @@ async def test_no_line_holds_a_secret_query_or_email_when_log_format_is_json(
     assert [line for line in lines if "@" in line] == []
 
 
-@pytest.mark.xfail(strict=True, reason="bug: `bytes` counts the answer's head too, not only "
-                   "its body")
 async def test_access_line_bytes_is_the_body_size_when_log_format_is_json(
     stack: ProcessStack,
 ) -> None:
@@ -247,20 +244,13 @@ async def test_access_line_bytes_is_the_body_size_when_log_format_is_json(
     assert wrong == []
 
 
-def _bug(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"bug: {reason}")
-
-
 @pytest.mark.parametrize(
     "decision",
     [
         pytest.param("allowed", id="allowed"),
-        pytest.param("step_up", id="step-up-of-a-known-session", marks=_bug(
-            "identity_id is null when a known session is refused for its aal")),
-        pytest.param("reauthenticate", id="reauthenticate-a-known-session", marks=_bug(
-            "identity_id is null when a known session is refused for its age")),
-        pytest.param("endpoint", id="endpoint-whoami", marks=_bug(
-            "/_auth endpoints look sessions up without noting cache or identity_id")),
+        pytest.param("step_up", id="step-up-of-a-known-session"),
+        pytest.param("reauthenticate", id="reauthenticate-a-known-session"),
+        pytest.param("endpoint", id="endpoint-whoami"),
     ],
 )
 async def test_access_line_names_the_session_looked_up_when(

@@ -76,10 +76,14 @@ def test_every_spelling_normalises_to_one_name(name: str) -> None:
         ("100%", "100%25"),
         ("%41", "%2541"),
         ("caf\u00e9 100%", "caf%C3%A9 100%25"),
+        (" admin ", "%20admin%20"),
+        ("  a b", "%20%20a b"),
+        (" ", "%20"),
     ],
     ids=[
         "ascii", "empty", "punctuation", "latin", "cjk", "crlf-injection", "lf", "cr", "nul",
-        "tab", "del", "percent", "escape-looking", "mixed",
+        "tab", "del", "percent", "escape-looking", "mixed", "spaces-around", "leading-spaces",
+        "only-a-space",
     ],
 )
 def test_encode_value_is_header_safe(value: str, expected: str) -> None:
@@ -95,6 +99,7 @@ def test_encode_value_is_reversible_and_never_carries_control_chars(value: str) 
     assert "\r" not in encoded
     assert "\n" not in encoded
     assert unquote(encoded) == value
+    assert encoded == encoded.strip(" \t")  # what an app's parser strips is never there
 
 
 def test_identity_header_spellings_are_stripped_including_duplicates() -> None:
