@@ -71,7 +71,9 @@ class LiveGateway:
         except TimeoutError:
             raise AssertionError(f"{text!r} not logged {count}x in {within}s:\n"
                                  + self.log()) from None
-        assert self.count(text) >= count, f"gateway exited before {text!r}:\n{self.log()}"
+        assert self.count(text) >= count, (
+            f"gateway exited ({self._process and self._process.returncode}) before {text!r}:\n"
+            + self.log())
 
     async def reload(self, text: str | None = None, *, expect: str = RELOADED) -> None:
         """Rewrite the config (when `text`), SIGHUP the gateway (the parent of the workers,
@@ -104,7 +106,8 @@ class LiveGateway:
         await self.stop()
 
     async def _read(self) -> None:
-        assert self._process is not None and self._process.stderr is not None
+        assert self._process is not None
+        assert self._process.stderr is not None
         while line := await self._process.stderr.readline():
             async with self._changed:
                 self.lines.append(line.decode("utf-8", "replace"))

@@ -40,6 +40,7 @@ class Settings:
     timeout: str = "30s"
     server_extra: str = ""
     ttl: str = "10m"
+    max_connections: int = 256
 
     def render(self) -> str:
         return f"""
@@ -52,6 +53,7 @@ workers = {self.workers}
 listen = "{self.metrics}"
 [ory]
 url = "{self.ory}"
+max_connections = {self.max_connections}
 [cache]
 ttl = "{self.ttl}"
 [upstream]
@@ -96,8 +98,9 @@ class Reloading:
             aiohttp.ClientSession(connector=connector) as http,
             http.get(self.gateway.origin + path, headers={**API, **(headers or {})}) as answer,
         ):
-            body = await answer.json(content_type=None) if answer.status == 200 else {}
-            return answer.status, body
+            if answer.status == 200 and answer.content_type == "application/json":
+                return answer.status, await answer.json()
+            return answer.status, {"text": await answer.text()}
 
     async def statuses(self, path: str) -> list[int]:
         return [(await self.get(path))[0] for _ in range(SPREAD)]
@@ -161,6 +164,32 @@ async def test_a_renamed_identity_header_replaces_the_old_one_for_a_cached_sessi
     assert stack.ory.calls[WHOAMI] == 2 * workers
 
 
+async def test_a_look_up_in_flight_during_the_reload_never_caches_the_old_header(
+    stack: Reloading,
+) -> None:
+    """A whoami that was asked under the old [identity_headers] answers its own request
+    (in flight: the old configuration) but is never stored for later ones."""
+    identity = stack.ory.add_identity("race@example.com", password="pw")
+    cookie = {"Cookie": f"ory_kratos_session={stack.ory.create_session(identity).cookie_value}"}
+    stack.ory.faults.hang = True
+    before = asyncio.create_task(stack.get("/app/before", cookie))
+    async with asyncio.timeout(BOUND):
+        await stack.ory.faults.wait_hanging(1)
+    await stack.apply(mail_header="X-Mail")
+    after = asyncio.create_task(stack.get("/app/after", cookie))
+    async with asyncio.timeout(BOUND):
+        await stack.ory.faults.wait_hanging(2)  # a look-up of its own, not the old one's
+    stack.ory.faults.release()
+    (status, old), (new_status, new) = await before, await after
+    assert (status, new_status) == (200, 200)
+    assert old["headers"].get("x-user-email") == "race@example.com", old["headers"]
+    assert "x-mail" not in old["headers"], old["headers"]
+    for headers in [new["headers"]] + [(await stack.get("/app/x", cookie))[1]["headers"]
+                                       for _ in range(SPREAD)]:
+        assert headers.get("x-mail") == "race@example.com", headers
+        assert "x-user-email" not in headers, headers
+
+
 async def test_an_invalid_file_changes_nothing_and_says_why(stack: Reloading) -> None:
     gateway = stack.gateway
     reloaded = gateway.count("config reloaded")
@@ -182,10 +211,12 @@ async def test_restart_only_keys_are_reported_and_the_old_listeners_keep_serving
     gateway = stack.gateway
     old_metrics = stack.settings.metrics
     new_listen, new_metrics = f"127.0.0.1:{unused_port()}", f"127.0.0.1:{unused_port()}"
-    await stack.apply(listen=new_listen, metrics=new_metrics, open_access="deny")
-    for key in ("server.listen", "metrics.listen"):
+    await stack.apply(listen=new_listen, metrics=new_metrics, workers=gateway.workers + 1,
+                      max_connections=8, open_access="deny")
+    for key in ("server.listen", "server.workers", "metrics.listen", "ory.max_connections"):
         reported = [line for line in gateway.lines if key in line and "restart" in line]
         assert len(reported) == gateway.workers, gateway.log()
+    assert gateway.count("listening on") == gateway.listeners  # nothing new was started
     # the old public listener serves, under the rest of the new file
     assert await stack.statuses("/open/x") == [403] * SPREAD
     async with aiohttp.ClientSession() as http:
@@ -217,8 +248,7 @@ async def test_a_request_in_flight_finishes_under_the_old_configuration(
     assert (await stack.get("/stall/x"))[0] == 504
     assert not in_flight.done()
     stack.upstream.release.set()
-    status, _ = await in_flight
-    assert status == 200
+    assert await in_flight == (200, {"text": "released"})
 
 
 async def test_an_open_websocket_keeps_working_after_a_reload(stack: Reloading) -> None:
