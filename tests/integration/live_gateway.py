@@ -150,6 +150,7 @@ class Upstream:
         app = web.Application()
         app.router.add_get("/hang/{tail:.*}", self._hang)
         app.router.add_get("/stall/{tail:.*}", self._stall)
+        app.router.add_get("/events/{tail:.*}", self._events)
         app.router.add_get("/ws/{tail:.*}", self._websocket)
         app.router.add_route("*", "/{tail:.*}", self._echo)
         return app
@@ -166,6 +167,16 @@ class Upstream:
     async def _stall(self, request: web.Request) -> web.Response:
         await self.closing.wait()
         return web.Response(text="too late")
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        """One event, then (once released) another: a stream that spans a wait."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: one\n\n")
+        await self.release.wait()
+        await response.write(b"data: two\n\n")
+        await response.write_eof()
+        return response
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()

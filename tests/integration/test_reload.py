@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,9 @@ access = "public"
 [[routes]]
 path = "/stall/**"
 access = "public"
+[[routes]]
+path = "/events/**"
+access = "public"
 """
 
 
@@ -83,6 +87,7 @@ class Reloading:
     settings: Settings
     ory: OryStandin
     upstream: Upstream
+    gateway_metrics: str  # where metrics are served (restart-only: never changes)
 
     async def apply(self, **changes: Any) -> None:
         """Rewrite the file with `changes`, SIGHUP, wait for every worker's reload."""
@@ -101,6 +106,15 @@ class Reloading:
             if answer.status == 200 and answer.content_type == "application/json":
                 return answer.status, await answer.json()
             return answer.status, {"text": await answer.text()}
+
+    async def reloads(self, result: str) -> float:
+        """gateway_config_reloads_total{result=...}, summed over the workers."""
+        url = f"http://{self.gateway_metrics}/metrics"
+        async with aiohttp.ClientSession() as http, asyncio.timeout(BOUND), http.get(url) as a:
+            text = await a.text()
+        found = re.search(rf'^gateway_config_reloads_total{{result="{result}"}} (\S+)$', text,
+                          re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
 
     async def statuses(self, path: str) -> list[int]:
         return [(await self.get(path))[0] for _ in range(SPREAD)]
@@ -128,7 +142,7 @@ async def stack(aiohttp_server: AiohttpServer, tmp_path: Path, workers: int
     async with LiveGateway(tmp_path, settings.render(), workers=workers,
                            listeners=2 * workers) as gateway:
         try:
-            yield Reloading(gateway, settings, ory, upstream)
+            yield Reloading(gateway, settings, ory, upstream, settings.metrics)
         finally:
             upstream.release.set()
             upstream.closing.set()
@@ -200,9 +214,11 @@ async def test_an_invalid_file_changes_nothing_and_says_why(stack: Reloading) ->
     await gateway.wait_for(failed + "cache.ttl: ", gateway.workers)
     assert gateway.count("config reloaded") == reloaded
     assert await stack.statuses("/open/x") == [200] * SPREAD  # the deny was not applied
+    assert await stack.reloads("failed") == gateway.workers
 
     await stack.apply(open_access="deny")  # and a valid file afterwards still is
     assert await stack.statuses("/open/x") == [403] * SPREAD
+    assert await stack.reloads("ok") == gateway.workers
 
 
 async def test_restart_only_keys_are_reported_and_the_old_listeners_keep_serving(
@@ -266,3 +282,16 @@ async def test_an_open_websocket_keeps_working_after_a_reload(stack: Reloading) 
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(url)
         assert refused.value.status == 403
+
+
+async def test_a_stream_that_started_before_a_reload_runs_to_its_end(stack: Reloading) -> None:
+    async with (
+        aiohttp.ClientSession() as http, asyncio.timeout(BOUND),
+        http.get(stack.gateway.origin + "/events/x") as answer,
+    ):
+        assert answer.status == 200
+        assert await answer.content.readline() == b"data: one\n"
+        await stack.apply(timeout="100ms", open_access="deny")
+        assert (await stack.get("/stall/x"))[0] == 504  # the new timeout has run out
+        stack.upstream.release.set()
+        assert await answer.content.read() == b"\ndata: two\n\n"
