@@ -18,9 +18,11 @@ from aiohttp import web
 
 from gateway.access import Authenticator
 from gateway.accesslog import REPORTING, Reporting
+from gateway.bus import EvictionBus, NoBus
 from gateway.cache import SessionCache
 from gateway.config import GatewayConfig
 from gateway.context import GATEWAY, Gateway, Services
+from gateway.credentials import mac_key
 from gateway.csrf import CsrfSigner
 from gateway.deadlines import Watchdog
 from gateway.headers import normalise_name
@@ -36,7 +38,6 @@ from gateway.relay.server import CLIENT_LIMITS, ClientLimits, defer_expect, hand
 from gateway.respond import Responder
 from gateway.revocation import Revoker
 from gateway.routes import RouteTable
-from gateway.siblings import Siblings
 
 Clock = Callable[[], float]
 
@@ -59,14 +60,15 @@ class Resources:
 
     @classmethod
     def open(
-        cls, config: GatewayConfig, clock: Clock, metrics: Metrics, ory: OryClient | None
+        cls, config: GatewayConfig, clock: Clock, metrics: Metrics, ory: OryClient | None,
+        bus: EvictionBus,
     ) -> Resources:
         """Call inside the running loop (ClientSessions bind to it). `ory` replaces the HTTP
-        Ory client (tests), across reloads too."""
+        Ory client (tests), across reloads too; `bus` carries evictions to the other caches."""
         cache = SessionCache(
             ttl=config.cache.ttl, max_entries=config.cache.max_entries,
             stale_if_error=config.cache.stale_if_error,
-            refresh_ahead=config.cache.refresh_ahead, clock=clock,
+            refresh_ahead=config.cache.refresh_ahead, clock=clock, bus=bus,
         )
         metrics.watch_cache(cache.__len__)
         ory_http = aiohttp.ClientSession(
@@ -94,6 +96,7 @@ class Resources:
             self.pools.pop(key).close()
 
     async def close(self) -> None:
+        await self.cache.stop()
         self.watchdog.close()
         for pool in self.pools.values():
             pool.close()
@@ -128,6 +131,7 @@ def build_services(config: GatewayConfig, resources: Resources) -> Services:
         clock=resources.clock,
         # The request id's header too, in every spelling: the gateway sets it.
         strip=Services.identity_names(config) | {normalise_name(config.server.request_id_header)},
+        credential_key=mac_key(config.server.secret.encode() or resources.secret),
     )
 
 
@@ -139,11 +143,11 @@ async def build_app(
     *,
     ory: OryClient | None = None,
     clock: Clock = time.time,
-    siblings: Siblings | None = None,
+    bus: EvictionBus | None = None,
     metrics: Metrics = NO_METRICS,
 ) -> web.Application:
     """The gateway as an aiohttp app, built inside the running loop. `ory` swaps the Ory
-    client (tests); `siblings` when other workers' caches must hear of every eviction."""
+    client (tests); `bus` carries evictions to other workers and replicas."""
     install_log_redaction()
     limits = ClientLimits(
         config.server.header_timeout, config.server.keepalive_timeout,
@@ -151,27 +155,21 @@ async def build_app(
     )
     app = web.Application(handler_args=handler_args(limits))
     app[CLIENT_LIMITS] = limits
-    resources = Resources.open(config, clock, metrics, ory)
+    resources = Resources.open(config, clock, metrics, ory, bus or NoBus())
+    resources.cache.start()
     app[RESOURCES] = resources
     app[GATEWAY] = Gateway(build_services(config, resources))
     app[REPORTING] = Reporting(
         lines=config.server.access_log, json=config.server.log_format == "json",
         metrics=metrics,
     )
-    app.on_cleanup.append(_closing(resources, siblings))
-    if siblings is not None:
-        resources.cache.announce = siblings.tell
-        siblings.listen(resources.cache.apply)
+    app.on_cleanup.append(_closing(resources))
     app.router.add_route("*", "/{tail:.*}", handle_request, expect_handler=defer_expect)
     return app
 
 
-def _closing(
-    resources: Resources, siblings: Siblings | None
-) -> Callable[[web.Application], Awaitable[None]]:
+def _closing(resources: Resources) -> Callable[[web.Application], Awaitable[None]]:
     async def close(app: web.Application) -> None:
-        if siblings is not None:
-            siblings.stop_listening()
         await resources.close()
 
     return close

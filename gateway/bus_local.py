@@ -1,4 +1,5 @@
-"""Instant revocation across `server.workers`: each worker tells the others what it evicted.
+"""The eviction bus between the workers of one machine (`server.workers`): each worker tells
+the others what it evicted.
 
 Every worker has its own cache, so a logout or revocation served by one worker must reach
 the caches of the others before the user's next request. The parent makes one local
@@ -13,18 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
 
-from gateway.cache import Eviction
+from gateway.bus import Deliver, Eviction
 
-log = logging.getLogger("gateway.siblings")
+log = logging.getLogger("gateway.workers")
 
 _SEPARATOR = "\x00"
 _MAX_DATAGRAM = 4096
 BUFFER = 4 * 1024 * 1024
 
 
-class Siblings:
+class LocalBus:
     """The eviction channel between N workers; `adopt(n)` in worker n after the fork."""
 
     def __init__(self, count: int) -> None:
@@ -60,20 +60,20 @@ class Siblings:
                             "revoked session until its cache entry expires", position,
                             type(exc).__name__)
 
-    def listen(self, deliver: Callable[[Eviction], None]) -> None:
+    def start(self, deliver: Deliver) -> None:
         """Read this worker's inbox on the running loop and hand each eviction over."""
         if self._me is None:
-            raise RuntimeError("Siblings.listen before adopt")
+            raise RuntimeError("LocalBus.start before adopt")
         inbox = self._inboxes[self._me]
         asyncio.get_running_loop().add_reader(inbox.fileno(), _drain, inbox, deliver)
 
-    def stop_listening(self) -> None:
+    async def stop(self) -> None:
         """Detach the inbox from the loop (app cleanup)."""
         if self._me is not None:
             asyncio.get_running_loop().remove_reader(self._inboxes[self._me].fileno())
 
 
-def _drain(inbox: socket.socket, deliver: Callable[[Eviction], None]) -> None:
+def _drain(inbox: socket.socket, deliver: Deliver) -> None:
     while True:
         try:
             message = inbox.recv(_MAX_DATAGRAM)

@@ -19,6 +19,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+from gateway.bus import Eviction, EvictionBus, NoBus
 from gateway.errors import OryUnavailableError
 from gateway.ory import WhoamiResult
 from gateway.outcome import Outcome
@@ -26,9 +27,6 @@ from gateway.session import Session, pack, packed_fresh_until, packed_ids, unpac
 
 Clock = Callable[[], float]
 Fetch = Callable[[bool], Awaitable[WhoamiResult]]  # fetch(fresh) -> result
-# (kind, value, extra): "k" credential key (extra: seconds to hold it), "s" session id
-# (extra: its identity id), "i" identity id (extra: the session to keep).
-Eviction = tuple[str, str, str]
 
 
 Key = bytes  # a credential's digest (gateway.credentials.credential_key)
@@ -86,8 +84,11 @@ class SessionCache:
 
     def __init__(
         self, *, ttl: float, max_entries: int, stale_if_error: float, clock: Clock,
-        refresh_ahead: float = 0.0,
+        refresh_ahead: float = 0.0, bus: EvictionBus | None = None,
+        on_evict: Callable[[Eviction], None] | None = None,
     ) -> None:
+        """`bus` carries this cache's evictions to the other workers and replicas;
+        `on_evict` hears of every eviction, made here or there (live connections end)."""
         self._ttl = ttl
         # Refresh ahead (`cache.refresh_ahead`, off by default): a hit that late in its ttl
         # is served as usual and refreshes the entry in the background, so a busy session
@@ -107,8 +108,8 @@ class SessionCache:
         self._evicted_at: OrderedDict[tuple[str, str | Key], int] = OrderedDict()
         self._held: OrderedDict[Key, float] = OrderedDict()  # key -> store nothing until
         self._cleared_at = 0  # a look-up that started before the last clear() stores nothing
-        # Set by the app when sibling workers must hear of every eviction.
-        self.announce: Callable[[Eviction], None] | None = None
+        self._bus = bus or NoBus()
+        self._on_evict = on_evict
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -283,18 +284,35 @@ class SessionCache:
         return self._evict_identity(identity_id, keep_session)
 
     def apply(self, eviction: Eviction) -> None:
-        """An eviction another worker made (`server.workers`): the same effect, not re-told."""
+        """An eviction another worker or replica made: the same effect, not re-told."""
         kind, value, extra = eviction
-        if kind == "k":
-            self._evict_key(bytes.fromhex(value), float(extra or 0))
-        elif kind == "s":
-            self._evict_session(value, extra)
-        elif kind == "i":
-            self._evict_identity(value, extra or None)
+        try:
+            if kind == "k":
+                self._evict_key(bytes.fromhex(value), float(extra or 0))
+            elif kind == "s":
+                self._evict_session(value, extra)
+            elif kind == "i":
+                self._evict_identity(value, extra or None)
+            elif kind == "*":
+                self.clear()
+        except ValueError:
+            return  # not an eviction any gateway sends
+        self._heard(eviction)
 
     def _tell(self, eviction: Eviction) -> None:
-        if self.announce is not None:
-            self.announce(eviction)
+        self._bus.tell(eviction)
+        self._heard(eviction)
+
+    def _heard(self, eviction: Eviction) -> None:
+        if self._on_evict is not None:
+            self._on_evict(eviction)
+
+    def start(self) -> None:
+        """Begin hearing the other caches' evictions (on the running loop)."""
+        self._bus.start(self.apply)
+
+    async def stop(self) -> None:
+        await self._bus.stop()
 
     def _evict_key(self, key: Key, hold: float = 0.0) -> int:
         self._mark_evicted(("k", key))

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.accesslog import BatchingHandler, flushing
+from gateway.bus_local import LocalBus
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.explain import check_report, explain_request
 from gateway.logs import TEXT_FORMAT, formatter
@@ -40,7 +41,6 @@ from gateway.observe import (
 )
 from gateway.pages import check_pages
 from gateway.server import SHUTDOWN_GRACE, Stopper, start_site
-from gateway.siblings import Siblings
 from gateway.tls import TlsError, check_tls, server_context
 from gateway.tls import load as load_tls
 
@@ -164,7 +164,7 @@ def _check_files(config: GatewayConfig) -> None:
 
 def _serve_one(
     config: GatewayConfig, path_arg: str | None, *, reuse_port: bool = False,
-    siblings: Siblings | None = None, multiprocess: bool = False,
+    siblings: LocalBus | None = None, multiprocess: bool = False,
 ) -> int:
     return run_until_signal(
         lambda: _serve_app(config, path_arg, reuse_port, siblings, multiprocess)
@@ -184,7 +184,7 @@ def _serve_workers(config: GatewayConfig, path_arg: str | None) -> int:
     if config.metrics.listen is not None:
         metrics_dir = tempfile.TemporaryDirectory(prefix="gateway-metrics-")
         os.environ[MULTIPROCESS_DIR] = metrics_dir.name
-    siblings = Siblings(config.server.workers)
+    siblings = LocalBus(config.server.workers)
     context = multiprocessing.get_context("fork")
     workers = [
         context.Process(target=_worker, args=(config, path_arg, siblings, n, bool(metrics_dir)),
@@ -209,7 +209,7 @@ def _serve_workers(config: GatewayConfig, path_arg: str | None) -> int:
 
 
 def _worker(
-    config: GatewayConfig, path_arg: str | None, siblings: Siblings, index: int,
+    config: GatewayConfig, path_arg: str | None, siblings: LocalBus, index: int,
     multiprocess: bool,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -267,7 +267,7 @@ async def _until_signal(start: Starter) -> int:
 
 async def _serve_app(
     config: GatewayConfig, path_arg: str | None, reuse_port: bool,
-    siblings: Siblings | None, multiprocess: bool,
+    siblings: LocalBus | None, multiprocess: bool,
 ) -> Stopper:
     """Build and start the gateway (and its metrics listener); SIGHUP reloads the config."""
     from gateway.app import build_app
@@ -279,7 +279,7 @@ async def _serve_app(
     metrics: Metrics = NO_METRICS
     if config.metrics.listen is not None:
         metrics = PrometheusMetrics(multiprocess=multiprocess)
-    app = await build_app(config, siblings=siblings, metrics=metrics)
+    app = await build_app(config, bus=siblings, metrics=metrics)
     tls = server_context(config)
     _settle_memory()
     resources = contextlib.AsyncExitStack()

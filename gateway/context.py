@@ -41,6 +41,7 @@ class Services:
     revoker: Revoker
     clock: Callable[[], float]
     strip: frozenset[str]  # normalised identity header names
+    credential_key: bytes  # keys the hash of every credential (credentials.mac_key)
 
     @staticmethod
     def identity_names(config: GatewayConfig) -> frozenset[str]:

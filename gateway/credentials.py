@@ -1,7 +1,8 @@
 """Where a request's Ory credential comes from
 (docs/reference.md#credential), and how it is named safely.
 
-The raw value never leaves this module except toward Ory; caches and logs use its SHA-256.
+The raw value never leaves this module except toward Ory; caches, logs and the fleet use a
+keyed hash of it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class Credential(NamedTuple):
 
     source: Source
     value: str
-    key: bytes  # SHA-256 (128 bits): the cache key, and the only form ever logged
+    key: bytes  # keyed BLAKE2b (128 bits): the cache key, and the only form ever logged
 
     def __repr__(self) -> str:
         return f"Credential(source={self.source!r}, key=…{self.log_id})"  # never the value
@@ -38,12 +39,18 @@ class Credential(NamedTuple):
         return self.key.hex()[:12]
 
 
-def credential_key(source: str, value: str) -> bytes:
-    """SHA-256 of source and value: raw tokens are never cache keys
-    (docs/reference.md#session-cache). Its first
-    16 bytes (128 bits: no collision will ever be found) in bytes, not hex: a third of the
-    memory per cached session."""
-    return hashlib.sha256(f"{source}\x00{value}".encode()).digest()[:16]
+def mac_key(secret: bytes) -> bytes:
+    """The key credentials are hashed with, from `server.secret` (or a per-process random
+    one): a keyed hash, so a cache key written to Redis or told to another worker reveals
+    nothing and cannot be recomputed from a stolen cookie without the secret."""
+    return hashlib.sha256(b"gateway credential key\x00" + secret).digest()
+
+
+def credential_key(source: str, value: str, key: bytes = b"") -> bytes:
+    """A keyed BLAKE2b of source and value: raw tokens are never cache keys
+    (docs/reference.md#session-cache). 16 bytes (128 bits: no collision will ever be found),
+    in bytes, not hex: a third of the memory per cached session."""
+    return hashlib.blake2b(f"{source}\x00{value}".encode(), key=key, digest_size=16).digest()
 
 
 Cookies = list[tuple[str, str | None]]  # value None: a bare `flag` without "="
@@ -82,9 +89,10 @@ def cookie_header_without(
 
 def extract_credential(
     headers: CIMultiDictProxy[str], sources: Sequence[str], cookie_name: str,
-    cookies: Cookies | None = None,
+    cookies: Cookies | None = None, *, key: bytes = b"",
 ) -> Credential | None:
-    """The first configured source the request carries, or None (then Ory is not asked)."""
+    """The first configured source the request carries, or None (then Ory is not asked);
+    `key` (mac_key) keys its cache key."""
     for source in sources:
         value = _read(headers, source, cookie_name, cookies)
         if value and value.isascii():  # Ory's cookies and tokens are ASCII; other bytes
@@ -92,7 +100,7 @@ def extract_credential(
             kind: Source = "cookie" if source == "cookie" else (
                 "bearer" if source == "bearer" else "session_token"
             )
-            return Credential(kind, value, credential_key(kind, value))
+            return Credential(kind, value, credential_key(kind, value, key))
     return None
 
 

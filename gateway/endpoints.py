@@ -61,7 +61,9 @@ async def handle_endpoint(
 
 def _credential(request: web.Request, services: Services) -> Credential | None:
     ory = services.config.ory
-    return extract_credential(request.headers, ory.credentials, ory.session_cookie)
+    return extract_credential(
+        request.headers, ory.credentials, ory.session_cookie, key=services.credential_key
+    )
 
 
 def _return_to(request: web.Request, services: Services) -> str | None:

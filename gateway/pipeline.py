@@ -75,7 +75,10 @@ async def _proxy_or_refuse(
 ) -> web.StreamResponse:
     ory = services.config.ory
     cookies = request_cookies(request.headers)
-    credential = extract_credential(request.headers, ory.credentials, ory.session_cookie, cookies)
+    credential = extract_credential(
+        request.headers, ory.credentials, ory.session_cookie, cookies,
+        key=services.credential_key,
+    )
     try:
         return await _proxy(request, services, target, credential, cookies, trusted)
     except GatewayError as error:

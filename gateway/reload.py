@@ -64,6 +64,7 @@ def sessions_mean_something_else(old: GatewayConfig, new: GatewayConfig) -> bool
         old.identity_headers != new.identity_headers
         or old.ory != new.ory
         or old.cache != new.cache
+        or old.server.secret != new.server.secret  # it keys every cache key
     )
 
 

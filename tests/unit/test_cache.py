@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from gateway.bus import Deliver, Eviction
 from gateway.cache import Fetch, SessionCache
 from gateway.errors import OryUnavailableError
 from gateway.ory import STEP_UP_REQUIRED, UNAUTHENTICATED, WhoamiResult
@@ -46,12 +47,30 @@ class FakeFetch:
         return answer
 
 
+class RecordingBus:
+    """An eviction bus that keeps what it was told (the other caches are the test's)."""
+
+    def __init__(self) -> None:
+        self.told: list[Eviction] = []
+
+    def tell(self, eviction: Eviction) -> None:
+        self.told.append(eviction)
+
+    def start(self, deliver: Deliver) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
 def new_cache(
     clock: FakeClock, *, ttl: float = 10.0, max_entries: int = 100, stale: float = 0.0,
-    ahead: float = 0.0,
+    ahead: float = 0.0, bus: RecordingBus | None = None,
+    heard: list[Eviction] | None = None,
 ) -> SessionCache:
     return SessionCache(ttl=ttl, max_entries=max_entries, stale_if_error=stale, clock=clock,
-                        refresh_ahead=ahead)
+                        refresh_ahead=ahead, bus=bus,
+                        on_evict=heard.append if heard is not None else None)
 
 
 async def get(cache: SessionCache, key: bytes, fetch: Fetch) -> WhoamiResult:
@@ -466,11 +485,14 @@ async def test_slow_fetch_from_before_eviction_never_overwrites_fresh_answer(
 
 
 async def test_evictions_are_announced_and_applied_by_a_sibling_cache(clock: FakeClock) -> None:
-    """Two workers' caches: what one evicts, the other forgets too, without echoing it."""
-    mine, theirs = new_cache(clock), new_cache(clock)
-    told: list[tuple[str, str, str]] = []
-    echoed: list[tuple[str, str, str]] = []
-    mine.announce, theirs.announce = told.append, echoed.append
+    """Two workers' caches: what one evicts, the other forgets too, without echoing it; both
+    tell their eviction watchers (live connections end on either side)."""
+    mine_bus, their_bus = RecordingBus(), RecordingBus()
+    heard_here: list[Eviction] = []
+    heard_there: list[Eviction] = []
+    mine = new_cache(clock, bus=mine_bus, heard=heard_here)
+    theirs = new_cache(clock, bus=their_bus, heard=heard_there)
+    told, echoed = mine_bus.told, their_bus.told
     s1, s2, s3 = make_session("s1", "i1"), make_session("s2", "i1"), make_session("s3", "i2")
     for cache in (mine, theirs):
         await _cached(cache, b"a", s1)
@@ -486,6 +508,7 @@ async def test_evictions_are_announced_and_applied_by_a_sibling_cache(clock: Fak
     assert told == [("i", "i1", "s1"), ("s", "s3", "i2"), ("k", b"a".hex(), "")]
     assert echoed == []
     assert [theirs.peek(key.encode()) for key in "abc"] == [None, None, None]
+    assert heard_here == heard_there == told
 
 
 async def test_held_key_is_not_stored_until_the_hold_ends(clock: FakeClock) -> None:
@@ -504,11 +527,10 @@ async def test_held_key_is_not_stored_until_the_hold_ends(clock: FakeClock) -> N
 
 
 async def test_hold_travels_to_sibling_caches(clock: FakeClock) -> None:
-    mine, theirs = new_cache(clock), new_cache(clock)
-    told: list[tuple[str, str, str]] = []
-    mine.announce = told.append
+    bus = RecordingBus()
+    mine, theirs = new_cache(clock, bus=bus), new_cache(clock)
     mine.evict_key(b"k", hold=60)
-    for eviction in told:
+    for eviction in bus.told:
         theirs.apply(eviction)
     await get(theirs, b"k", FakeFetch(make_session()))
     assert theirs.peek(b"k") is None

@@ -16,6 +16,7 @@ from gateway.credentials import (
     cookie_header_without,
     credential_key,
     extract_credential,
+    mac_key,
 )
 from gateway.session import (
     Session,
@@ -322,12 +323,22 @@ def test_only_cookie_credentials_may_be_redirected(source: str, from_header: boo
     assert credential.from_header is from_header
 
 
-def test_credential_key_is_a_hash_that_never_contains_the_value() -> None:
+def test_credential_key_is_a_keyed_hash_that_never_contains_the_value() -> None:
     secret = "ory_st_0123456789_abcdefghij_klmnopqrstuv"
-    credential = extract_credential(headers_of(("X-Session-Token", secret)), ALL_SOURCES, COOKIE)
+    key = mac_key(b"server secret")
+    credential = extract_credential(
+        headers_of(("X-Session-Token", secret)), ALL_SOURCES, COOKIE, key=key
+    )
 
     assert credential is not None
-    assert credential.key == hashlib.sha256(f"session_token\x00{secret}".encode()).digest()[:16]
+    assert credential.key == hashlib.blake2b(
+        f"session_token\x00{secret}".encode(), key=key, digest_size=16
+    ).digest()
+    other = extract_credential(
+        headers_of(("X-Session-Token", secret)), ALL_SOURCES, COOKIE, key=mac_key(b"other")
+    )
+    assert other is not None
+    assert other.key != credential.key  # without the secret, nobody can recompute it
     assert secret.encode() not in credential.key
     assert secret not in credential.log_id
     assert credential.log_id == credential.key.hex()[:12]
