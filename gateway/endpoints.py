@@ -171,7 +171,8 @@ async def refresh(request: web.Request, services: Services) -> web.StreamRespons
 
 async def signed_out(request: web.Request, services: Services) -> web.StreamResponse:
     """Where logout lands by default: says so plainly and offers to sign in again."""
-    context = {"title": "Signed out", "sign_in": "/"}
+    context = {"title": "Signed out", "sign_in": "/",
+               "request_id": outcome_of(request).request_id}
     return services.pages.render("signed_out.html", context)
 
 

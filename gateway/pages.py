@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway.errors import SessionRequiredError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+# base.html first: the frame the others extend, never rendered on its own.
 PAGES = ("base.html", "error.html", "loop.html", "sessions.html", "signed_out.html")
 STYLESHEET = "style.css"
 
@@ -85,9 +86,9 @@ def check_pages(override: str) -> list[str]:
     except (OSError, UnicodeDecodeError) as exc:
         return [f"server.templates_dir: {STYLESHEET}: cannot read: {exc}"]
     problems = []
-    for name in pages.overridden():
-        if name == STYLESHEET:
-            continue
+    # Every page, not only the overridden ones: a page that is not overridden still extends
+    # an overridden base.html, and each is rendered with exactly what the gateway gives it.
+    for name in (PAGES[1:] if pages.overridden() else ()):
         try:
             pages.render(name, sample_context(name))
         except jinja2.TemplateSyntaxError as exc:
@@ -98,10 +99,11 @@ def check_pages(override: str) -> list[str]:
 
 
 def sample_context(name: str) -> dict[str, Any]:
-    """What each page is rendered with (the same names the gateway passes), for checks."""
+    """What each page is rendered with (the same names the gateway passes: every page gets
+    `title` and `request_id`, then its own), for checks."""
     error = SessionRequiredError()
     common: dict[str, Any] = {"title": "Sample", "request_id": "0123456789abcdef"}
-    if name in ("error.html", "loop.html", "base.html"):
+    if name in ("error.html", "loop.html"):
         return {**common, "error": error, "status": error.status, "login": "https://login",
                 "cookie_name": "ory_kratos_session", "auth_prefix": "/_auth"}
     if name == "sessions.html":

@@ -18,6 +18,7 @@ from gateway.credentials import Credential
 from gateway.csrf import check_origin, form_token, is_form
 from gateway.devices import SessionView, session_view
 from gateway.errors import AccessDeniedError, BadRequestError, SessionRequiredError
+from gateway.outcome import outcome_of
 from gateway.respond import NO_STORE, is_browser_navigation, json_response, redirect
 from gateway.session import Session, format_timestamp
 
@@ -71,6 +72,7 @@ async def show(
         return json_response({"current": _as_json(this), "sessions": [_as_json(v) for v in views]})
     context = {
         "title": "Your sessions",
+        "request_id": outcome_of(request).request_id,
         "sessions": views,
         "csrf_token": services.csrf.token(session.session_id),
         "prefix": services.config.server.auth_prefix,
