@@ -35,6 +35,7 @@ from gateway.paths import RequestTarget, canonical_target
 from gateway.proxy import forward
 from gateway.redirects import GATEWAY_COOKIES
 from gateway.relay.answers import awaits_continue, expects_continue, grant_continue
+from gateway.relay.server import answer_as_http11
 from gateway.session import Session
 from gateway.websocket import bridge, is_allowed_origin, is_websocket_upgrade, upstream_url
 
@@ -53,6 +54,8 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
         _check_framing(request)
         target = canonical_target(request.raw_path)
     except BadRequestError as error:
+        if isinstance(error, VersionNotSupportedError):
+            answer_as_http11(request)
         refusal = services.responder.refuse_malformed(request, error)
         refusal.force_close()  # whatever follows on this socket was framed by a confused client
         response: web.StreamResponse = refusal

@@ -205,12 +205,13 @@ class UpstreamPool:
             # not an answer to this request (browsers and Go's client read it so too).
             answer.retire()
             raise aiohttp.ServerDisconnectedError()
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+        except aiohttp.ClientConnectionError:
             if not (reused and body is None and method in _IDEMPOTENT):
                 raise
-        # The upstream closed (or reset) a kept-alive connection as we sent on it: once
-        # more, on a new connection (what aiohttp's ClientSession does too). Never with a
-        # body: it has been read from the client and cannot be sent again.
+        # The upstream closed (or reset, or spoke garbage on) a kept-alive connection as we
+        # sent on it: once more, on a new connection (what aiohttp's ClientSession and
+        # browsers do too). Never with a body: it has been read from the client and cannot be
+        # sent again.
         protocol = await self._connect()
         return await self._exchange(protocol, method, head, None)
 

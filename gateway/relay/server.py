@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
@@ -74,6 +74,14 @@ def handler_args(limits: ClientLimits) -> dict[str, Any]:
 async def defer_expect(request: web.Request) -> None:
     """The route's expect handler: grant nothing yet (`grant_continue` does, once the request
     is authorised)."""
+
+
+def answer_as_http11(request: web.BaseRequest) -> None:
+    """Write this request's answer as HTTP/1.1, whatever version it claimed (a 505 to an
+    HTTP/2.0 or HTTP/0.9 request is still an HTTP/1.1 answer on the wire)."""
+    request._message = request._message._replace(version=HttpVersion11)
+    request._version = HttpVersion11
+    request._cache.pop("version", None)  # aiohttp's reify cache of the property
 
 
 class GatewayProtocol(RequestHandler):

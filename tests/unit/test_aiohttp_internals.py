@@ -75,7 +75,8 @@ def test_the_error_record_of_the_server_is_what_the_head_deadline_builds() -> No
 async def test_request_handler_keeps_the_state_the_head_deadline_reads() -> None:
     server = web.Server(lambda request: None)  # type: ignore[arg-type,return-value]
     handler = RequestHandler(server, loop=asyncio.get_running_loop())
-    for name in ("_messages", "_waiter", "_request_count", "_force_close", "_close", "_loop"):
+    for name in ("_messages", "_waiter", "_request_count", "_force_close", "_close", "_loop",
+                 "_current_request"):
         assert hasattr(handler, name), f"RequestHandler.{name} is gone"
     for name in ("_kwargs", "_loop", "request_handler", "request_factory"):
         assert hasattr(server, name), f"Server.{name} is gone"
@@ -120,3 +121,17 @@ async def test_websocket_reader_refuses_a_giant_frame_from_its_header() -> None:
     header = bytes([0x82, 127]) + (600 * 1024 * 1024).to_bytes(8, "big")
     with pytest.raises(WebSocketError):
         reader._feed_data(header)
+
+
+def test_a_request_can_be_answered_as_http11_whatever_it_claimed() -> None:
+    """relay.server.answer_as_http11: the version lives in `_version`, `_message` and the
+    property cache."""
+    from aiohttp import HttpVersion, HttpVersion11
+    from aiohttp.test_utils import make_mocked_request
+
+    from gateway.relay.server import answer_as_http11
+
+    request = make_mocked_request("GET", "/", version=HttpVersion(2, 0))
+    assert request.version == HttpVersion(2, 0)  # cached now
+    answer_as_http11(request)
+    assert request.version == HttpVersion11
