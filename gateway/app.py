@@ -8,6 +8,7 @@ and again on every reload (gateway.reload), so nothing is ever patched in place.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -18,14 +19,16 @@ from aiohttp import web
 
 from gateway.access import Authenticator
 from gateway.accesslog import REPORTING, Reporting
-from gateway.bus import EvictionBus, NoBus
+from gateway.bus import EvictionBus, FanOut, NoBus
 from gateway.cache import SessionCache
 from gateway.config import GatewayConfig
 from gateway.context import GATEWAY, Gateway, Services
 from gateway.credentials import mac_key
 from gateway.csrf import CsrfSigner
 from gateway.deadlines import Watchdog
+from gateway.fleet import RedisBus, RedisLink, SharedSessions, fleet_key
 from gateway.headers import normalise_name
+from gateway.live import LiveConnections
 from gateway.logs import install_log_redaction
 from gateway.observe import NO_METRICS, Metrics
 from gateway.ory import HttpOryClient, OryClient
@@ -40,6 +43,14 @@ from gateway.revocation import Revoker
 from gateway.routes import RouteTable
 
 Clock = Callable[[], float]
+MARKER_MARGIN = 60.0  # seconds a revocation marker outlives the longest shared entry
+
+
+def session_schema(config: GatewayConfig) -> str:
+    """What a cached session's contents follow from (its identity headers): replicas that
+    differ here (a rolling change) never share sessions."""
+    text = repr(config.identity_headers)
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
 @dataclass
@@ -53,10 +64,12 @@ class Resources:
     websockets: aiohttp.ClientSession
     loop_guard: LoopGuard
     revoker: Revoker
+    live: LiveConnections
     watchdog: Watchdog = field(default_factory=Watchdog)
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # when none is set
     pools: dict[tuple[str, int], UpstreamPool] = field(default_factory=dict)
     ory: OryClient | None = None
+    fleet: RedisLink | None = None
 
     @classmethod
     def open(
@@ -64,20 +77,35 @@ class Resources:
         bus: EvictionBus,
     ) -> Resources:
         """Call inside the running loop (ClientSessions bind to it). `ory` replaces the HTTP
-        Ory client (tests), across reloads too; `bus` carries evictions to the other caches."""
+        Ory client (tests), across reloads too; `bus` carries evictions to the other workers
+        of this machine; `[fleet]` adds Redis for the other replicas."""
+        link, shared = None, None
+        if config.fleet.redis_url:
+            link = RedisLink(config.fleet.redis_url, metrics)
+            key = fleet_key(config.server.secret.encode())
+            prefix = config.fleet.key_prefix
+            bus = FanOut(bus, RedisBus(link, prefix, key, config.cache.ttl + MARKER_MARGIN))
+            if config.fleet.shared_cache:
+                shared = SharedSessions(link, prefix, key, config.ory.timeout + 1.0, clock)
+        live = LiveConnections()
         cache = SessionCache(
             ttl=config.cache.ttl, max_entries=config.cache.max_entries,
             stale_if_error=config.cache.stale_if_error,
-            refresh_ahead=config.cache.refresh_ahead, clock=clock, bus=bus,
+            refresh_ahead=config.cache.refresh_ahead, clock=clock, bus=bus, shared=shared,
+            lock_wait=config.ory.timeout, on_evict=live.evicted,
         )
+        cache.schema = session_schema(config)
         metrics.watch_cache(cache.__len__)
+        if link is not None:
+            link.on_return(cache.clear)  # it may have missed evictions meanwhile
+            link.start()
         ory_http = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),
             connector=aiohttp.TCPConnector(limit=config.ory.max_connections, ttl_dns_cache=60),
         )
         return cls(
             clock, metrics, cache, ory_http, websocket_session(), loop_guard=LoopGuard(clock),
-            revoker=Revoker(cache, metrics), ory=ory,
+            revoker=Revoker(cache, metrics), live=live, ory=ory, fleet=link,
         )
 
     def pool(self, url: str, keepalive: int) -> UpstreamPool:
@@ -97,6 +125,8 @@ class Resources:
 
     async def close(self) -> None:
         await self.cache.stop()
+        if self.fleet is not None:
+            await self.fleet.close()
         self.watchdog.close()
         for pool in self.pools.values():
             pool.close()
@@ -128,6 +158,8 @@ def build_services(config: GatewayConfig, resources: Resources) -> Services:
         watchdog=resources.watchdog,
         metrics=resources.metrics,
         revoker=resources.revoker,
+        live=resources.live,
+        fleet=resources.fleet,
         clock=resources.clock,
         # The request id's header too, in every spelling: the gateway sets it.
         strip=Services.identity_names(config) | {normalise_name(config.server.request_id_header)},

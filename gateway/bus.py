@@ -28,6 +28,10 @@ class EvictionBus(Protocol):
         """Begin handing the other caches' evictions to `deliver` (on the running loop)."""
         ...
 
+    async def settle(self) -> None:
+        """Return once what was told has left (bounded): before a revoking answer leaves."""
+        ...
+
     async def stop(self) -> None:
         """Stop listening and let go of the transport (app cleanup)."""
         ...
@@ -40,6 +44,9 @@ class NoBus:
         pass
 
     def start(self, deliver: Deliver) -> None:
+        pass
+
+    async def settle(self) -> None:
         pass
 
     async def stop(self) -> None:
@@ -59,6 +66,10 @@ class FanOut:
     def start(self, deliver: Deliver) -> None:
         for bus in self._buses:
             bus.start(deliver)
+
+    async def settle(self) -> None:
+        for bus in self._buses:
+            await bus.settle()
 
     async def stop(self) -> None:
         for bus in self._buses:

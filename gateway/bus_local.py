@@ -67,6 +67,9 @@ class LocalBus:
         inbox = self._inboxes[self._me]
         asyncio.get_running_loop().add_reader(inbox.fileno(), _drain, inbox, deliver)
 
+    async def settle(self) -> None:
+        """Nothing to wait for: a datagram is in the sibling's buffer once sent."""
+
     async def stop(self) -> None:
         """Detach the inbox from the loop (app cleanup)."""
         if self._me is not None:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from gateway.bus import Eviction, EvictionBus, NoBus
 from gateway.errors import OryUnavailableError
+from gateway.fleet import SharedSessions
 from gateway.ory import WhoamiResult
 from gateway.outcome import Outcome
 from gateway.session import Session, pack, packed_fresh_until, packed_ids, unpack
@@ -45,7 +46,10 @@ def _identity_slot(identity_id: str) -> int:
 _Index = dict[int, "Key | set[Key]"]
 
 
-def _ignore_failure(task: asyncio.Task[WhoamiResult]) -> None:
+Found = tuple[WhoamiResult, str]  # the result and where it came from: "miss" or "shared"
+
+
+def _ignore_failure(task: asyncio.Task[Found]) -> None:
     """Mark a look-up's failure as seen: its waiters (if any are left) still get it, and a
     background refresh that fails changes nothing (the next miss asks again)."""
     if not task.cancelled():
@@ -86,9 +90,12 @@ class SessionCache:
         self, *, ttl: float, max_entries: int, stale_if_error: float, clock: Clock,
         refresh_ahead: float = 0.0, bus: EvictionBus | None = None,
         on_evict: Callable[[Eviction], None] | None = None,
+        shared: SharedSessions | None = None, lock_wait: float = 3.0,
     ) -> None:
         """`bus` carries this cache's evictions to the other workers and replicas;
-        `on_evict` hears of every eviction, made here or there (live connections end)."""
+        `on_evict` hears of every eviction, made here or there (live connections end);
+        `shared` is the fleet's cache (Redis), asked after this one and before Ory, and
+        `lock_wait` how long to wait for another replica asking Ory (ory.timeout)."""
         self._ttl = ttl
         # Refresh ahead (`cache.refresh_ahead`, off by default): a hit that late in its ttl
         # is served as usual and refreshes the entry in the background, so a busy session
@@ -100,7 +107,7 @@ class SessionCache:
         self._clock = clock
         self._entries: OrderedDict[Key, bytes] = OrderedDict()  # least recently used first
         self._by_identity: _Index = {}
-        self._inflight: dict[Key, asyncio.Task[WhoamiResult]] = {}
+        self._inflight: dict[Key, asyncio.Task[Found]] = {}
         self._needs_fresh: OrderedDict[Key, None] = OrderedDict()
         # Eviction generations: a fetch that started before an eviction touching its key,
         # session or identity answers its waiters but is never stored (no resurrection).
@@ -110,6 +117,9 @@ class SessionCache:
         self._cleared_at = 0  # a look-up that started before the last clear() stores nothing
         self._bus = bus or NoBus()
         self._on_evict = on_evict
+        self._shared = shared
+        self._lock_wait = lock_wait
+        self.schema = ""  # what a shared session's headers were made under (reload changes it)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -132,53 +142,92 @@ class SessionCache:
         return session
 
     async def get(self, key: Key, fetch: Fetch, outcome: Outcome | None = None) -> WhoamiResult:
-        """A cached session, or one Ory call shared by every concurrent caller of `key`;
-        `outcome.cache` says which ("hit", "miss", "coalesced" or "stale")."""
+        """A cached session, or one look-up shared by every concurrent caller of `key`;
+        `outcome.cache` says which ("hit", "miss", "coalesced", "shared" or "stale")."""
         session = self.hit(key, fetch)
         if session is not None:
             if outcome is not None:
                 outcome.cache = "hit"
             return session
         task = self._inflight.get(key)
+        joined = task is not None
         if outcome is not None:
-            outcome.cache = "miss" if task is None else "coalesced"
+            outcome.cache = "coalesced" if joined else "miss"
         if task is None:
             task = self._start_fetch(key, fetch)
         try:
-            return await asyncio.shield(task)
+            result, source = await asyncio.shield(task)
         except OryUnavailableError:
             session = self._stale_or_raise(key)
             if outcome is not None:
                 outcome.cache = "stale"
             return session
+        if outcome is not None and not joined:
+            outcome.cache = source  # "miss", or "shared": from another replica
+        return result
 
-    def _start_fetch(self, key: Key, fetch: Fetch) -> asyncio.Task[WhoamiResult]:
+    def _start_fetch(self, key: Key, fetch: Fetch) -> asyncio.Task[Found]:
         task = asyncio.ensure_future(self._fetch(key, fetch))
         self._inflight[key] = task
         task.add_done_callback(self._forget_inflight(key))
         task.add_done_callback(_ignore_failure)  # waiters still get it; if all left, no noise
         return task
 
-    def _forget_inflight(self, key: Key) -> Callable[[asyncio.Task[WhoamiResult]], None]:
-        def forget(task: asyncio.Task[WhoamiResult]) -> None:
+    def _forget_inflight(self, key: Key) -> Callable[[asyncio.Task[Found]], None]:
+        def forget(task: asyncio.Task[Found]) -> None:
             if self._inflight.get(key) is task:
                 del self._inflight[key]
 
         return forget
 
-    async def _fetch(self, key: Key, fetch: Fetch) -> WhoamiResult:
+    async def _fetch(self, key: Key, fetch: Fetch) -> Found:
+        """The fleet's cache, then Ory; what is stored here is shared there."""
         started = self._generation
         fresh = key in self._needs_fresh
-        result = await fetch(fresh)
+        shared, claim = self._shared, None
+        if shared is not None:
+            if not fresh and (found := await self._from_fleet(key, started, shared)):
+                return found, "shared"
+            claim = await shared.claim(key, self.schema)
+            if claim is not None and not claim.mine and not fresh:
+                waited = await shared.wait_for(key, self.schema, self._lock_wait)
+                if waited is not None and self._keep_shared(key, started, *waited):
+                    return waited[0], "shared"
+        try:
+            result = await fetch(fresh)
+        except BaseException:
+            if claim is not None and claim.mine:
+                await shared.release(key, self.schema)  # type: ignore[union-attr]
+            raise
         if started < self._cleared_at or self._evicted_since(started, key, result):
-            return result  # asked before a revocation or a clear: answer, keep nothing
+            return result, "miss"  # asked before a revocation or a clear: answer, keep nothing
         if fresh:
             self._needs_fresh.pop(key, None)
+        stored = None
         if isinstance(result, Session):
-            self._store(key, result)
+            stored = self._store(key, result)
+            if stored is not None and shared is not None and claim is not None:
+                await shared.store(key, self.schema, result, stored, claim.stamp)
         else:
             self._drop(key)
-        return result
+        if stored is None and shared is not None and claim is not None and claim.mine:
+            await shared.release(key, self.schema)
+        return result, "miss"
+
+    async def _from_fleet(
+        self, key: Key, started: int, shared: SharedSessions
+    ) -> Session | None:
+        found = await shared.lookup(key, self.schema)
+        if found is not None and self._keep_shared(key, started, *found):
+            return found[0]
+        return None
+
+    def _keep_shared(self, key: Key, started: int, session: Session, fresh_until: float) -> bool:
+        """Keep a session another replica validated, for what is left of its ttl; not when a
+        revocation or a hold here says otherwise."""
+        if started < self._cleared_at or self._evicted_since(started, key, session):
+            return False
+        return self._store(key, session, fresh_until=fresh_until) is not None
 
     def _evicted_since(self, generation: int, key: Key, result: WhoamiResult) -> bool:
         names: list[tuple[str, str | Key]] = [("k", key)]
@@ -203,24 +252,30 @@ class SessionCache:
                 return session
         raise OryUnavailableError()
 
-    def _store(self, key: Key, session: Session) -> None:
+    def _store(
+        self, key: Key, session: Session, *, fresh_until: float | None = None
+    ) -> float | None:
+        """Keep a session until `fresh_until` (default: ttl from now, at most its expiry);
+        returns when it stops being fresh, or None when it was not kept."""
         now = self._clock()
         held_until = self._held.get(key)
         if held_until is not None:
             if now < held_until:
-                return
+                return None
             del self._held[key]
-        fresh_until = now + self._ttl
+        limit = now + self._ttl
+        fresh_until = limit if fresh_until is None else min(fresh_until, limit)
         if session.expires_at is not None:
             fresh_until = min(fresh_until, session.expires_at)
         packed = pack(session, fresh_until) if fresh_until > now else None
         self._drop(key)
         if packed is None:
-            return
+            return None
         self._entries[key] = packed
         _index_add(self._by_identity, _identity_slot(session.identity_id), key)
         while len(self._entries) > self._max:
             self._drop(next(iter(self._entries)))
+        return fresh_until
 
     def _drop(self, key: Key) -> None:
         entry = self._entries.pop(key, None)
@@ -246,6 +301,11 @@ class SessionCache:
         self._by_identity.clear()
         self._inflight.clear()
         return dropped
+
+    def fresh_until(self, key: Key) -> float | None:
+        """When the cached answer for this key stops being fresh (None: not cached)."""
+        entry = self._entries.get(key)
+        return packed_fresh_until(entry) if entry is not None else None
 
     def peek(self, key: Key) -> Session | None:
         """The cached session for a key, fresh or stale, without asking anyone."""
@@ -311,6 +371,10 @@ class SessionCache:
         """Begin hearing the other caches' evictions (on the running loop)."""
         self._bus.start(self.apply)
 
+    async def settle(self) -> None:
+        """Every eviction told so far has reached the other caches' transport (bounded)."""
+        await self._bus.settle()
+
     async def stop(self) -> None:
         await self._bus.stop()
 
@@ -324,7 +388,14 @@ class SessionCache:
         return self._evict({key})
 
     def _evict_session(self, session_id: str, identity_id: str) -> int:
+        """With the identity unknown (a hook that names only the session), every entry is
+        looked at: rare, and bounded by max_entries."""
         self._mark_evicted(("s", session_id))
+        if not identity_id:
+            return self._evict({
+                key for key, entry in self._entries.items()
+                if packed_ids(entry)[0] == session_id
+            })
         return self._evict(self._keys_of(identity_id, lambda held: held == session_id))
 
     def _evict_identity(self, identity_id: str, keep_session: str | None) -> int:

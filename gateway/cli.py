@@ -278,7 +278,8 @@ async def _serve_app(
     _log_as(config.server.log_format)
     metrics: Metrics = NO_METRICS
     if config.metrics.listen is not None:
-        metrics = PrometheusMetrics(multiprocess=multiprocess)
+        metrics = PrometheusMetrics(multiprocess=multiprocess,
+                                    fleet=bool(config.fleet.redis_url))
     app = await build_app(config, bus=siblings, metrics=metrics)
     tls = server_context(config)
     _settle_memory()

@@ -51,6 +51,8 @@ ENV_OVERRIDES: Mapping[str, tuple[str, str]] = {
     "GATEWAY_ORY_BROWSER_URL": ("ory", "browser_url"),
     "GATEWAY_SESSION_COOKIE": ("ory", "session_cookie"),
     "GATEWAY_UPSTREAM_URL": ("upstream", "url"),
+    "GATEWAY_REDIS_URL": ("fleet", "redis_url"),
+    "GATEWAY_HOOKS_TOKEN": ("hooks", "token"),
 }
 
 
@@ -273,6 +275,36 @@ class MetricsConfig:
     )
 
 
+def _redis_url(value: Any) -> str:
+    text = _string(value).strip()
+    if text and not re.fullmatch(r"(redis|rediss|unix)://\S+", text):
+        raise ValueError('expected "redis://host:6379/0", "rediss://…" or "unix:///path"')
+    return text
+
+
+def _key_prefix(value: Any) -> str:
+    text = _string(value)
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text):
+        raise ValueError("use 1-64 letters, digits or _ . : -")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """`[fleet]`: several replicas sharing revocations and validated sessions over Redis."""
+
+    redis_url: str = _parsed("", _redis_url, '"redis://host:6379/0" or "rediss://…"; "" = off')
+    key_prefix: str = _parsed("gateway:", _key_prefix, "every Redis key and channel starts so")
+    shared_cache: bool = _parsed(True, _boolean, "replicas share validated sessions")
+
+
+@dataclass(frozen=True, slots=True)
+class HooksConfig:
+    """`[hooks]`: endpoints other services call (Kratos' web_hook)."""
+
+    token: str = _parsed("", _string, 'bearer token for POST /_auth/hooks/revoke; "" = off')
+
+
 @dataclass(frozen=True, slots=True)
 class IdentityHeader:
     """One `[identity_headers]` entry: header name -> dotted path into the Ory session."""
@@ -307,6 +339,8 @@ class GatewayConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
     identity_headers: tuple[IdentityHeader, ...] = DEFAULT_IDENTITY_HEADERS
     routes: tuple[RouteConfig, ...] = ()
     default_access: Access = "authenticated"
@@ -314,7 +348,7 @@ class GatewayConfig:
 
 _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig, "ory": OryConfig, "cache": CacheConfig, "upstream": UpstreamConfig,
-    "metrics": MetricsConfig,
+    "metrics": MetricsConfig, "fleet": FleetConfig, "hooks": HooksConfig,
 }
 _TOP_LEVEL = (*_SECTIONS, "identity_headers", "routes", "default_access")
 _ROUTE_KEYS = ("path", "methods", "access", "aal", "max_age")
@@ -371,12 +405,19 @@ def load_config(
     if server.workers > 1 and server.listen.port == 0:
         problems.add("server.workers", "several workers need a fixed port in server.listen")
     _check_server(server, sections["metrics"], identity, problems)
+    if sections["fleet"].redis_url and not server.secret:
+        problems.add("server.secret", "is required with fleet.redis_url: every replica keys "
+                     "the shared cache and checks its entries with it")
+    token = sections["hooks"].token
+    if token and len(token) < 16:
+        problems.add("hooks.token", "use at least 16 random characters")
     if problems.lines:
         raise ConfigError(problems.lines)
     return GatewayConfig(
         server=sections["server"], ory=sections["ory"], cache=sections["cache"],
-        upstream=sections["upstream"], metrics=sections["metrics"], identity_headers=identity,
-        routes=routes, default_access=default_access,
+        upstream=sections["upstream"], metrics=sections["metrics"], fleet=sections["fleet"],
+        hooks=sections["hooks"], identity_headers=identity, routes=routes,
+        default_access=default_access,
     )
 
 

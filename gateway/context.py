@@ -13,7 +13,9 @@ from gateway.config import GatewayConfig
 from gateway.credentials import Credential
 from gateway.csrf import CsrfSigner
 from gateway.deadlines import Watchdog
+from gateway.fleet import RedisLink
 from gateway.headers import normalise_name
+from gateway.live import LiveConnections
 from gateway.observe import Metrics
 from gateway.pages import Pages
 from gateway.paths import RequestTarget
@@ -42,6 +44,8 @@ class Services:
     clock: Callable[[], float]
     strip: frozenset[str]  # normalised identity header names
     credential_key: bytes  # keys the hash of every credential (credentials.mac_key)
+    live: LiveConnections  # open WebSockets and streams, each ending with its session
+    fleet: RedisLink | None  # the replicas' Redis, with `[fleet]`
 
     @staticmethod
     def identity_names(config: GatewayConfig) -> frozenset[str]:

@@ -21,6 +21,7 @@ from gateway.errors import (
     SessionRequiredError,
     StepUpRequiredError,
 )
+from gateway.hooks import check_token, read_revocation
 from gateway.ory import StepUpRequired
 from gateway.outcome import outcome_of
 from gateway.paths import RequestTarget
@@ -130,7 +131,7 @@ async def logout(request: web.Request, services: Services) -> web.StreamResponse
         session = await _known_session(services, credential)
         await services.revoker.logout_token(services.auth.ory, credential, session)
         return redirect(back or "/")
-    services.revoker.logout_cookie(credential)
+    await services.revoker.logout_cookie(credential)
     landing = back or f"{services.config.server.auth_prefix}/signed-out"
     url = await services.auth.ory.logout_url(credential, origin + landing)
     return redirect(url or back or "/")
@@ -183,9 +184,21 @@ async def health(request: web.Request, services: Services) -> web.StreamResponse
 
 async def ready(request: web.Request, services: Services) -> web.StreamResponse:
     """Readiness: Ory answers."""
+    fleet = services.fleet
+    extra = {} if fleet is None else {"fleet": "connected" if fleet.connected else "disconnected"}
     if await services.auth.ory.is_ready():
-        return json_response({"status": "ok"})
-    return json_error(OryUnavailableError(), request_id=outcome_of(request).request_id)
+        return json_response({"status": "ok", **extra})
+    return json_error(
+        OryUnavailableError(), request_id=outcome_of(request).request_id, extra=extra
+    )
+
+
+async def revoke_hook(request: web.Request, services: Services) -> web.StreamResponse:
+    """Evict an identity's sessions, or one session, on every replica; how many entries
+    this one dropped (docs/reference.md#the-revocation-hook)."""
+    check_token(request, services.config.hooks.token)
+    identity_id, session_id = await read_revocation(request)
+    return json_response({"evicted": await services.revoker.hook(identity_id, session_id)})
 
 
 ENDPOINTS: dict[str, dict[str, Handler]] = {
@@ -195,4 +208,5 @@ ENDPOINTS: dict[str, dict[str, Handler]] = {
     "signed-out": {"GET": signed_out},
     "health": {"GET": health},
     "ready": {"GET": ready},
+    "hooks/revoke": {"POST": revoke_hook},
 }

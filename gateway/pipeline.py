@@ -19,7 +19,7 @@ from gateway.credentials import (
     extract_credential,
     request_cookies,
 )
-from gateway.decision import decide
+from gateway.decision import Allow, decide
 from gateway.endpoints import handle_endpoint
 from gateway.errors import (
     AccessDeniedError,
@@ -30,6 +30,7 @@ from gateway.errors import (
     VersionNotSupportedError,
 )
 from gateway.headers import ForwardingPeer, build_upstream_headers
+from gateway.live import Tether
 from gateway.outcome import OUTCOME, Outcome, request_id_from
 from gateway.paths import RequestTarget, canonical_target
 from gateway.proxy import forward
@@ -130,18 +131,36 @@ async def _proxy(
     headers[request_id[0]] = request_id[1]
     upstream = services.upstream
     timeout = services.config.upstream.timeout
+    tether = _tether(services, allow, credential)
     if websocket:
         url = upstream_url(upstream.base, target.path_qs)
         return await bridge(
             request, upstream.websockets, url, headers, answer_within=timeout,
             max_message=services.config.server.websocket_max_message, request_id=request_id,
-            metrics=services.metrics,
+            metrics=services.metrics, tether=tether,
         )
     return await forward(
         request, upstream, target.path_qs, headers, answer_within=timeout,
         watchdog=services.watchdog, outcome=outcome, request_id=request_id,
-        metrics=services.metrics,
+        metrics=services.metrics, tether=tether,
     )
+
+
+def _tether(services: Services, allow: Allow, credential: Credential | None) -> Tether | None:
+    """A connection let in on a session ends with it, should it become long-lived
+    (docs/reference.md#long-lived-connections); public routes and anonymous ones never."""
+    session = allow.session
+    if session is None or credential is None or allow.route.access == "public":
+        return None
+    auth, ttl, clock = services.auth, services.config.cache.ttl, services.clock
+
+    async def recheck() -> tuple[Session, float] | None:
+        result = await auth.lookup(credential)
+        if not isinstance(result, Session):
+            return None
+        return result, auth.cache.fresh_until(credential.key) or clock() + ttl
+
+    return Tether(services.live, credential.key, session, recheck, ttl, clock)
 
 
 def upstream_headers(

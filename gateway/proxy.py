@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 from gateway.deadlines import Deadline, Watchdog
 from gateway.errors import FramingError, UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.headers import response_headers
+from gateway.live import Tether
 from gateway.observe import Metrics
 from gateway.outcome import Outcome
 from gateway.relay.answers import RelayedStream, RelayedWhole, UnsafeHeaderError, relayed
@@ -49,9 +50,11 @@ async def forward(
     outcome: Outcome,
     request_id: tuple[str, str],
     metrics: Metrics,
+    tether: Tether | None = None,
 ) -> web.StreamResponse:
     """Send the request upstream and stream the answer; 400/502/504 only before it starts.
-    The answer carries `request_id` (name, value); `outcome` notes the app's time."""
+    The answer carries `request_id` (name, value); `outcome` notes the app's time; a
+    streamed answer ends with the session `tether` ties it to."""
     sent = time.monotonic()
     try:
         with watchdog.within(answer_within, request.task) as deadline:
@@ -67,7 +70,7 @@ async def forward(
         raise UpstreamUnavailableError(type(exc).__name__) from None
     outcome.upstream_s = time.monotonic() - sent
     try:
-        return await _relay(request, answer, request_id, metrics, outcome)
+        return await _relay(request, answer, request_id, metrics, outcome, tether)
     finally:
         answer.release()
 
@@ -83,7 +86,7 @@ def request_body(request: web.Request, deadline: Deadline, push: float) -> Reque
 
 async def _relay(
     request: web.Request, upstream: UpstreamAnswer, request_id: tuple[str, str],
-    metrics: Metrics, outcome: Outcome,
+    metrics: Metrics, outcome: Outcome, tether: Tether | None,
 ) -> web.StreamResponse:
     response = _response_for(request, upstream)
     response.headers[request_id[0]] = request_id[1]  # ours, not whatever the app said
@@ -91,6 +94,8 @@ async def _relay(
         return response  # aiohttp writes head and body at once
     await response.prepare(request)
     metrics.connection_opened("stream")
+    # The session ends: so does the stream (the client sees it cut short, never completed).
+    live = tether.hold(lambda: _abort(request)) if tether is not None else None
     sent = 0
     try:
         while chunk := await upstream.content.readany():
@@ -106,6 +111,8 @@ async def _relay(
     finally:
         metrics.connection_closed("stream")
         outcome.body_bytes = sent
+        if live is not None and tether is not None:
+            tether.release(live)
     await response.write_eof()
     return response
 

@@ -14,7 +14,7 @@ import dataclasses
 from aiohttp import web
 
 from gateway.accesslog import REPORTING
-from gateway.app import RESOURCES, build_services
+from gateway.app import RESOURCES, build_services, session_schema
 from gateway.config import GatewayConfig
 from gateway.context import GATEWAY
 from gateway.relay.server import CLIENT_LIMITS
@@ -22,7 +22,7 @@ from gateway.relay.server import CLIENT_LIMITS
 # (section, key) that a running gateway cannot change: reported, kept as they were.
 RESTART_ONLY = (
     ("server", "listen"), ("server", "workers"), ("metrics", "listen"),
-    ("ory", "max_connections"),
+    ("ory", "max_connections"), ("fleet", "redis_url"), ("fleet", "key_prefix"),
 )
 
 
@@ -82,6 +82,7 @@ def apply(app: web.Application, new: GatewayConfig) -> list[str]:
             refresh_ahead=cache.refresh_ahead,
         )
         resources.cache.clear()
+        resources.cache.schema = session_schema(new)
     gateway.services = build_services(new, resources)
     resources.retire_pools(gateway.services)
     reporting = app[REPORTING]

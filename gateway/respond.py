@@ -170,11 +170,11 @@ def redirect(location: str) -> web.Response:
 
 def json_error(
     error: GatewayError, *, login: str | None = None, status: int | None = None,
-    request_id: str | None = None,
+    request_id: str | None = None, extra: dict[str, Any] | None = None,
 ) -> web.Response:
     """Ory's error envelope: `{"error": {"id", "code", "status", "request", "message"}}`
     (Ory's key order); `status` overrides the error's own code where the reference fixes it
-    (whoami: always 401)."""
+    (whoami: always 401); `extra` adds top-level keys (as Ory's own errors sometimes do)."""
     code = status or error.status
     body: dict[str, Any] = {
         "id": error.error_id,
@@ -191,6 +191,8 @@ def json_error(
     document: dict[str, Any] = {"error": body}
     if login is not None:
         document["redirect_browser_to"] = login
+    if extra:
+        document.update(extra)
     return json_response(document, status=code)
 
 

@@ -27,7 +27,7 @@ class Revoker:
         self._cache = cache
         self._metrics = metrics
 
-    def logout_cookie(self, credential: Credential) -> None:
+    async def logout_cookie(self, credential: Credential) -> None:
         """A browser logout: Ory ends the session only when the browser follows its logout
         URL, so until then this cookie is asked about at Ory every time, never cached."""
         session = self._cache.peek(credential.key)
@@ -35,6 +35,7 @@ class Revoker:
         if session is not None:
             self._cache.evict_session(session.session_id, session.identity_id)
         self._metrics.revocation("logout")
+        await self._cache.settle()
 
     async def logout_token(
         self, ory: OryClient, credential: Credential, session: Session | None
@@ -47,6 +48,7 @@ class Revoker:
             if session is not None:
                 self._cache.evict_session(session.session_id, session.identity_id)
             self._metrics.revocation("logout")
+            await self._cache.settle()
 
     def forget(self, credential: Credential) -> None:
         """Re-authentication: the next request asks Ory afresh (no revocation)."""
@@ -62,6 +64,7 @@ class Revoker:
         finally:
             self._cache.evict_identity(session.identity_id, keep_session=session.session_id)
             self._metrics.revocation("revoke")
+            await self._cache.settle()
 
     async def revoke_one(
         self, ory: OryClient, credential: Credential, session: Session, target: str
@@ -73,3 +76,17 @@ class Revoker:
         finally:
             self._cache.evict_session(target, session.identity_id)
             self._metrics.revocation("revoke")
+            await self._cache.settle()
+
+    async def hook(self, identity_id: str | None, session_id: str | None) -> int:
+        """The revocation hook (Kratos after a password change or recovery, or an admin
+        script): every session of the identity, or one session, everywhere; how many
+        entries this replica dropped."""
+        dropped = 0
+        if identity_id:
+            dropped += self._cache.evict_identity(identity_id)
+        if session_id:
+            dropped += self._cache.evict_session(session_id, "")
+        self._metrics.revocation("hook")
+        await self._cache.settle()
+        return dropped

@@ -18,6 +18,7 @@ from yarl import URL
 
 from gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.headers import WEBSOCKET_HANDSHAKE
+from gateway.live import Tether
 from gateway.observe import Metrics
 
 log = logging.getLogger("gateway.websocket")
@@ -58,6 +59,7 @@ async def bridge(
     max_message: int,
     request_id: tuple[str, str],
     metrics: Metrics,
+    tether: Tether | None = None,
 ) -> web.WebSocketResponse:
     """Connect upstream first (so failures are still 502/504), then relay both ways. A
     message over `max_message` bytes, from either side, closes both with 1009: nothing is
@@ -87,13 +89,17 @@ async def bridge(
     )
     client.headers[request_id[0]] = request_id[1]
     closing = Closing()
+    ended = asyncio.Event()  # the session ended (docs/reference.md#long-lived-connections)
     metrics.connection_opened("websocket")
+    live = tether.hold(ended.set) if tether is not None else None
     try:
         await client.prepare(request)
-        await _relay_both_ways(client, upstream, closing)
+        await _relay_both_ways(client, upstream, closing, ended)
     finally:
         # Runs even when aiohttp cancels the handler as the client hangs up.
         metrics.connection_closed("websocket")
+        if live is not None and tether is not None:
+            tether.release(live)
         await upstream.close(code=closing.code, message=closing.reason)
     return client
 
@@ -107,11 +113,13 @@ class Closing:
 
 
 async def _relay_both_ways(
-    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, closing: Closing
+    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, closing: Closing,
+    ended: asyncio.Event,
 ) -> None:
     tasks = {
         asyncio.ensure_future(_pump(client, upstream, closing)),
         asyncio.ensure_future(_pump(upstream, client, closing)),
+        asyncio.ensure_future(_session_end(ended, closing)),
     }
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -121,6 +129,12 @@ async def _relay_both_ways(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
     await client.close(code=closing.code, message=closing.reason)
+
+
+async def _session_end(ended: asyncio.Event, closing: Closing) -> None:
+    """Both sides close with 1008 `session ended` once the session is revoked or gone."""
+    await ended.wait()
+    closing.code, closing.reason = WSCloseCode.POLICY_VIOLATION, b"session ended"
 
 
 Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse

@@ -16,7 +16,7 @@ LAYERS = {
     "observe": 2, "tls": 2, "decision": 6, "reload": 11, "revocation": 5,
     "config": 1, "paths": 1, "headers": 1,
     "routes": 2, "session": 2, "credentials": 2, "redirects": 2, "csrf": 3, "devices": 3,
-    "ory": 3, "cache": 4, "access": 5, "bus": 0, "bus_local": 1, "respond": 5, "explain": 5,
+    "ory": 3, "cache": 4, "access": 5, "bus": 0, "bus_local": 1, "fleet": 3, "hooks": 2, "live": 3, "respond": 5, "explain": 5,
     "relay": 0, "relay.client": 5, "relay.answers": 1, "relay.server": 6,
     "proxy": 6, "websocket": 6, "context": 6, "accesslog": 3,
     "sessions_page": 7, "endpoints": 8, "pipeline": 9, "app": 10, "sampleapp": 2,

@@ -12,13 +12,14 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from . import health, login, logout, sessions, ui, whoami
+from . import health, login, logout, sessions, ui, web_hooks, whoami
 from .error_ui import get_flow_error, show_error_page
 from .faults import Faults
 from .models import StandinSession
 from .responses import NO_CACHE
 from .state import STATE, StandinConfig, StandinState
 from .store import Store
+from .web_hooks import WebHook
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DEFAULT_USER_AGENT = (
@@ -96,6 +97,7 @@ class OryStandin:
             edge_cache_max_age=edge_cache_max_age,
         )
         self._state = StandinState(config, clock, Store(clock, session_lifespan))
+        self._hooks: list[WebHook] = []
 
     def allow_return_to(self, *urls: str) -> None:
         """Add to `selfservice.allowed_return_urls`, as a Kratos config reload would (tests
@@ -162,6 +164,34 @@ class OryStandin:
 
     def expire_session(self, session_id: str) -> None:
         self._state.store.get(session_id).expires_at = self._state.clock()
+
+    def add_web_hook(
+        self, url: str, token: str, *, after: Iterable[str] = ("settings", "recovery"),
+        header: str = "Authorization",
+    ) -> None:
+        """A Kratos `web_hook` after these flows, authenticated with `header: Bearer token`
+        (docs/standin.md#web-hooks)."""
+        self._hooks.append(WebHook(url, header, f"Bearer {token}", frozenset(after)))
+
+    async def change_password(
+        self, identity_id: str, password: str, *, keep_session: str | None = None
+    ) -> list[int]:
+        """A settings flow with the password method, configured like the gateway's README:
+        `revoke_active_sessions` (every session but `keep_session`, the one that changed it),
+        then the web hooks. Returns the hooks' statuses."""
+        self._state.store.identities[identity_id].password = password
+        for session in self._state.store.sessions.values():
+            if session.identity_id == identity_id and session.id != keep_session:
+                session.active = False
+        return await web_hooks.call(self._hooks, "settings", identity_id)
+
+    async def recover(self, identity_id: str) -> list[int]:
+        """A finished recovery flow, configured with `revoke_active_sessions` then the web
+        hooks: every session of the identity ends."""
+        for session in self._state.store.sessions.values():
+            if session.identity_id == identity_id:
+                session.active = False
+        return await web_hooks.call(self._hooks, "recovery", identity_id)
 
     def deactivate_identity(self, identity_id: str) -> None:
         """Identity state `inactive`: all its sessions fail whoami with the usual 401."""

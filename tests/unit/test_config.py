@@ -475,11 +475,22 @@ url = "http://file-app"
     assert read(load_config("", {var: value})) is True
 
 
-def test_env_overrides_cover_every_contract_variable() -> None:
+def test_env_overrides_cover_every_documented_variable() -> None:
     assert set(ENV_OVERRIDES) == {
         "GATEWAY_LISTEN", "GATEWAY_PUBLIC_URL", "GATEWAY_ORY_URL", "GATEWAY_ORY_BROWSER_URL",
         "GATEWAY_SESSION_COOKIE", "GATEWAY_UPSTREAM_URL", "GATEWAY_SECRET",
+        "GATEWAY_REDIS_URL", "GATEWAY_HOOKS_TOKEN",
     }
+
+
+def test_a_fleet_needs_the_secret_its_replicas_share() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config('[fleet]\nredis_url = "redis://127.0.0.1:6379/0"\n', {})
+    assert any(line.startswith("server.secret: is required with fleet.redis_url")
+               for line in raised.value.problems)
+    config = load_config("", {"GATEWAY_REDIS_URL": "rediss://redis:6380/1",
+                              "GATEWAY_SECRET": "s" * 32, "GATEWAY_HOOKS_TOKEN": "t" * 16})
+    assert (config.fleet.redis_url, config.hooks.token) == ("rediss://redis:6380/1", "t" * 16)
 
 
 @pytest.mark.parametrize(
