@@ -1,0 +1,1 @@
+function(ctx) { identity_id: ctx.identity.id }
