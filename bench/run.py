@@ -107,6 +107,12 @@ class Children:
             _name, proc = self.procs.pop()
             self.stop(proc)
 
+    def stop_all_named(self, prefixes: tuple[str, ...]) -> None:
+        """Stop the children whose name starts with one of `prefixes`."""
+        for name, proc in [(n, p) for n, p in self.procs if n.startswith(prefixes)]:
+            self.stop(proc)
+            self.procs.remove((name, proc))
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -7,8 +7,10 @@ Creates `--users` identities with one session each, writes their session cookie 
 "the cookies are ready". Every answer is delayed by `--ory-latency` seconds
 (`faults.latency`), like a real Ory a few milliseconds away.
 
-Extra endpoint: `GET /__bench/calls` -> `{"whoami": N, "calls": {...}}`, the stand-in's
-call counter (`OryStandin.calls`), so the benchmark can count whoami calls per run.
+Extra endpoints: `GET /__bench/calls` -> `{"whoami": N, "calls": {...}}`, the stand-in's
+call counter (`OryStandin.calls`), so the benchmark can count whoami calls per run;
+`POST /__bench/sessions` (a new identity and session) and `POST /__bench/sessions/{id}/revoke`
+for bench/fleet.py's revocation timings.
 """
 
 from __future__ import annotations
@@ -33,6 +35,22 @@ async def bench_calls(request: web.Request) -> web.Response:
     ory = request.app[STANDIN]
     ory.whoami_requests.clear()
     return web.json_response({"whoami": ory.calls[WHOAMI], "calls": dict(ory.calls)})
+
+
+async def bench_new_session(request: web.Request) -> web.Response:
+    """`POST /__bench/sessions`: a new identity with one session (bench/fleet.py revokes
+    those to time how fast revocations travel)."""
+    ory = request.app[STANDIN]
+    identity = ory.add_identity(f"extra-{len(ory.calls)}-{os.urandom(4).hex()}@example.com")
+    session = ory.create_session(identity)
+    return web.json_response({"cookie": session.cookie_value, "identity_id": identity,
+                              "session_id": session.id})
+
+
+async def bench_revoke(request: web.Request) -> web.Response:
+    """`POST /__bench/sessions/{id}/revoke`: revoked at Ory (as an admin would)."""
+    request.app[STANDIN].revoke_session(request.match_info["id"])
+    return web.Response(status=204)
 
 
 def _forget_recorded_headers(
@@ -71,6 +89,8 @@ def build(users: int, latency: float, cookies_file: Path) -> web.Application:
     app = ory.build_app()
     app[STANDIN] = ory
     app.router.add_get("/__bench/calls", bench_calls)
+    app.router.add_post("/__bench/sessions", bench_new_session)
+    app.router.add_post("/__bench/sessions/{id}/revoke", bench_revoke)
     app.cleanup_ctx.append(_forget_recorded_headers(ory))
     return app
 

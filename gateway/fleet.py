@@ -342,7 +342,9 @@ class SharedSessions:
             if found is not None:
                 return found
             if not await self._locked(key, schema):
-                return None  # it gave up or found no session: ask Ory ourselves
+                # Shared just now (the value is written before the claim goes), or it gave
+                # up or found no session: one more look, then ask Ory ourselves.
+                return await self.lookup(key, schema)
         return None
 
     async def store(
