@@ -7,13 +7,31 @@ Defaults live on the dataclass fields only; field names equal the TOML key names
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, TypeVar
+from typing import Any
 
+from gateway.parsing import (
+    Problems,
+    T,
+    boolean,
+    list_of,
+    one_of,
+    parsed,
+    positive_duration,
+    positive_int,
+    string,
+    whole_number,
+)
+from gateway.routeconfig import (
+    Access,
+    RouteConfig,
+    check_routes_against_prefix,
+    load_routes,
+    parse_access,
+)
 from gateway.units import (
     HostPort,
     IPNetwork,
@@ -25,13 +43,7 @@ from gateway.units import (
     parse_size,
 )
 
-Access = Literal["public", "optional", "authenticated", "deny"]
-ACCESS_LEVELS: tuple[Access, ...] = ("public", "optional", "authenticated", "deny")
-AAL_LEVELS = ("aal1", "aal2", "aal3")
 CREDENTIAL_SOURCES = ("cookie", "session_token", "bearer")
-HTTP_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
-)
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Headers the gateway manages itself; an identity header may not take their names.
 RESERVED_HEADERS = frozenset(
@@ -64,65 +76,16 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-T = TypeVar("T")
-Parser = Callable[[Any], Any]
-
-
-def _parsed(default: T, parse: Parser, doc: str) -> Any:
-    """A dataclass field that knows how to parse its TOML value and documents itself."""
-    return field(default=default, metadata={"parse": parse, "doc": doc})
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {type(value).__name__}")
-    return value
-
-
-def _list_of(parse: Callable[[str], T]) -> Callable[[Any], tuple[T, ...]]:
-    def parse_list(value: Any) -> tuple[T, ...]:
-        if not isinstance(value, list):
-            raise ValueError(f"expected a list, got {type(value).__name__}")
-        return tuple(parse(_string(item)) for item in value)
-
-    return parse_list
-
-
 def _optional_url(value: Any) -> str:
-    return "" if _string(value).strip() == "" else parse_base_url(value)
+    return "" if string(value).strip() == "" else parse_base_url(value)
 
 
 def _optional_origin(value: Any) -> str:
-    return "" if _string(value).strip() == "" else parse_origin(value)
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"expected a whole number >= 1, got {value!r}")
-    return value
-
-
-def _whole_number(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"expected a whole number >= 0, got {value!r}")
-    return value
-
-
-def _positive_duration(value: Any) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError("must be longer than 0s")
-    return seconds
+    return "" if string(value).strip() == "" else parse_origin(value)
 
 
 def _auth_prefix(value: Any) -> str:
-    text = _string(value)
+    text = string(value)
     segments = text.split("/")[1:]
     if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", text) or {".", ".."} & set(segments):
         raise ValueError('must be a plain path such as "/_auth" (no trailing slash, no globs)')
@@ -130,20 +93,14 @@ def _auth_prefix(value: Any) -> str:
 
 
 def _login_path(value: Any) -> str:
-    text = _string(value)
+    text = string(value)
     if not re.fullmatch(r"(/[A-Za-z0-9._~-]*)+", text):
         raise ValueError('must be a path such as "/self-service/login/browser"')
     return text
 
 
-def _one_of(value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{value!r} is not one of {list(choices)}")
-    return value
-
-
 def _optional_host_port(value: Any) -> HostPort | None:
-    text = _string(value)
+    text = string(value)
     return parse_host_port(text) if text.strip() else None
 
 
@@ -154,14 +111,14 @@ def _header_name(value: str) -> str:
 
 
 def _cookie_name(value: Any) -> str:
-    text = _string(value)
+    text = string(value)
     if not _TOKEN.fullmatch(text):
         raise ValueError(f'"{text}" is not a valid cookie name')
     return text
 
 
 def _credential_sources(value: Any) -> tuple[str, ...]:
-    sources = _list_of(_string)(value)
+    sources = list_of(string)(value)
     unknown = [s for s in sources if s not in CREDENTIAL_SOURCES]
     if unknown:
         raise ValueError(f"unknown source {unknown[0]!r}; choose from {list(CREDENTIAL_SOURCES)}")
@@ -172,52 +129,44 @@ def _credential_sources(value: Any) -> tuple[str, ...]:
     return sources
 
 
-def _access(value: Any) -> Access:
-    text = _string(value)
-    for level in ACCESS_LEVELS:
-        if text == level:
-            return level
-    raise ValueError(f"{text!r} is not one of {list(ACCESS_LEVELS)}")
-
-
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """`[server]`: where the gateway listens and whom it believes."""
 
-    listen: HostPort = _parsed(
-        HostPort("127.0.0.1", 4180), lambda v: parse_host_port(_string(v)), "host:port to bind"
+    listen: HostPort = parsed(
+        HostPort("127.0.0.1", 4180), lambda v: parse_host_port(string(v)), "host:port to bind"
     )
-    public_url: str = _parsed(
+    public_url: str = parsed(
         "", _optional_origin, 'origin users see, e.g. "https://app.example.com"; "" = from request'
     )
-    trusted_proxies: tuple[IPNetwork, ...] = _parsed(
-        (), _list_of(parse_cidr), "CIDRs whose X-Forwarded-* headers are believed"
+    trusted_proxies: tuple[IPNetwork, ...] = parsed(
+        (), list_of(parse_cidr), "CIDRs whose X-Forwarded-* headers are believed"
     )
-    auth_prefix: str = _parsed("/_auth", _auth_prefix, "where the gateway's own endpoints live")
-    secret: str = _parsed("", _string, 'signs CSRF tokens; "" = random per process')
-    allowed_origins: tuple[str, ...] = _parsed(
-        (), _list_of(parse_origin), "extra origins for WebSocket upgrades and /_auth changes"
+    auth_prefix: str = parsed("/_auth", _auth_prefix, "where the gateway's own endpoints live")
+    secret: str = parsed("", string, 'signs CSRF tokens; "" = random per process')
+    allowed_origins: tuple[str, ...] = parsed(
+        (), list_of(parse_origin), "extra origins for WebSocket upgrades and /_auth changes"
     )
-    workers: int = _parsed(1, _positive_int, "processes sharing the port (SO_REUSEPORT)")
-    access_log: bool = _parsed(True, _boolean, "one line per request on stderr (no queries)")
-    header_timeout: float = _parsed(
-        10.0, _positive_duration, "time a client has to send a whole request head"
+    workers: int = parsed(1, positive_int, "processes sharing the port (SO_REUSEPORT)")
+    access_log: bool = parsed(True, boolean, "one line per request on stderr (no queries)")
+    header_timeout: float = parsed(
+        10.0, positive_duration, "time a client has to send a whole request head"
     )
-    keepalive_timeout: float = _parsed(
-        75.0, _positive_duration, "how long an idle client connection stays open"
+    keepalive_timeout: float = parsed(
+        75.0, positive_duration, "how long an idle client connection stays open"
     )
-    log_format: str = _parsed(
-        "text", lambda v: _one_of(_string(v), ("text", "json")),
+    log_format: str = parsed(
+        "text", lambda v: one_of(string(v), ("text", "json")),
         'every log line as "text" or one "json" object',
     )
-    tls_cert: str = _parsed("", _string, "PEM certificate (chain) file: the listener speaks HTTPS")
-    tls_key: str = _parsed("", _string, "PEM private key file for tls_cert")
-    templates_dir: str = _parsed("", _string, "pages / stylesheet overriding the built-in ones")
-    request_id_header: str = _parsed(
-        "X-Request-Id", lambda v: _header_name(_string(v)),
+    tls_cert: str = parsed("", string, "PEM certificate (chain) file: the listener speaks HTTPS")
+    tls_key: str = parsed("", string, "PEM private key file for tls_cert")
+    templates_dir: str = parsed("", string, "pages / stylesheet overriding the built-in ones")
+    request_id_header: str = parsed(
+        "X-Request-Id", lambda v: _header_name(string(v)),
         "request id header: kept from trusted proxies when well-formed, else generated",
     )
-    websocket_max_message: int = _parsed(
+    websocket_max_message: int = parsed(
         4 * 1024 * 1024, parse_size, "largest WebSocket message relayed (close 1009 past it)"
     )
 
@@ -226,16 +175,16 @@ class ServerConfig:
 class OryConfig:
     """`[ory]`: how to reach Ory and where its session lives."""
 
-    url: str = _parsed("http://127.0.0.1:4433", lambda v: parse_base_url(_string(v)),
+    url: str = parsed("http://127.0.0.1:4433", lambda v: parse_base_url(string(v)),
                        "Ory public API, server to server")
-    browser_url: str = _parsed("", _optional_url, 'base URL for browsers; "" = same as url')
-    login_path: str = _parsed("/self-service/login/browser", _login_path, "login entry point")
-    session_cookie: str = _parsed("ory_kratos_session", _cookie_name, "Ory's session cookie")
-    credentials: tuple[str, ...] = _parsed(
+    browser_url: str = parsed("", _optional_url, 'base URL for browsers; "" = same as url')
+    login_path: str = parsed("/self-service/login/browser", _login_path, "login entry point")
+    session_cookie: str = parsed("ory_kratos_session", _cookie_name, "Ory's session cookie")
+    credentials: tuple[str, ...] = parsed(
         ("cookie", "session_token"), _credential_sources, "credential sources, in order"
     )
-    timeout: float = _parsed(3.0, _positive_duration, "longest wait for an Ory answer")
-    max_connections: int = _parsed(256, _positive_int, "most connections open to Ory at once")
+    timeout: float = parsed(3.0, positive_duration, "longest wait for an Ory answer")
+    max_connections: int = parsed(256, positive_int, "most connections open to Ory at once")
 
     @property
     def browser_base(self) -> str:
@@ -247,22 +196,22 @@ class OryConfig:
 class CacheConfig:
     """`[cache]`: how long a validated session is trusted without asking Ory."""
 
-    ttl: float = _parsed(10.0, parse_duration, "longest a session is trusted without Ory")
-    max_entries: int = _parsed(100_000, _positive_int, "most sessions kept in memory")
-    stale_if_error: float = _parsed(0.0, parse_duration, "grace past ttl while Ory is down")
-    refresh_ahead: float = _parsed(0.0, parse_duration, "refresh a session in use this early")
+    ttl: float = parsed(10.0, parse_duration, "longest a session is trusted without Ory")
+    max_entries: int = parsed(100_000, positive_int, "most sessions kept in memory")
+    stale_if_error: float = parsed(0.0, parse_duration, "grace past ttl while Ory is down")
+    refresh_ahead: float = parsed(0.0, parse_duration, "refresh a session in use this early")
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     """`[upstream]`: the protected app."""
 
-    url: str = _parsed("http://127.0.0.1:3000", lambda v: parse_base_url(_string(v)),
+    url: str = parsed("http://127.0.0.1:3000", lambda v: parse_base_url(string(v)),
                        "the app's base URL")
-    timeout: float = _parsed(60.0, _positive_duration, "time to the first byte of the answer")
-    preserve_host: bool = _parsed(False, _boolean, "send the client's Host header upstream")
-    keepalive_connections: int = _parsed(
-        128, _whole_number, "idle connections kept open to the app for reuse (0: none)"
+    timeout: float = parsed(60.0, positive_duration, "time to the first byte of the answer")
+    preserve_host: bool = parsed(False, boolean, "send the client's Host header upstream")
+    keepalive_connections: int = parsed(
+        128, whole_number, "idle connections kept open to the app for reuse (0: none)"
     )
 
 
@@ -270,20 +219,20 @@ class UpstreamConfig:
 class MetricsConfig:
     """`[metrics]`: Prometheus, on a listener of its own."""
 
-    listen: HostPort | None = _parsed(
+    listen: HostPort | None = parsed(
         None, _optional_host_port, 'host:port serving GET /metrics; "" = off'
     )
 
 
 def _redis_url(value: Any) -> str:
-    text = _string(value).strip()
+    text = string(value).strip()
     if text and not re.fullmatch(r"(redis|rediss|unix)://\S+", text):
         raise ValueError('expected "redis://host:6379/0", "rediss://…" or "unix:///path"')
     return text
 
 
 def _key_prefix(value: Any) -> str:
-    text = _string(value)
+    text = string(value)
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text):
         raise ValueError("use 1-64 letters, digits or _ . : -")
     return text
@@ -293,16 +242,16 @@ def _key_prefix(value: Any) -> str:
 class FleetConfig:
     """`[fleet]`: several replicas sharing revocations and validated sessions over Redis."""
 
-    redis_url: str = _parsed("", _redis_url, '"redis://host:6379/0" or "rediss://…"; "" = off')
-    key_prefix: str = _parsed("gateway:", _key_prefix, "every Redis key and channel starts so")
-    shared_cache: bool = _parsed(True, _boolean, "replicas share validated sessions")
+    redis_url: str = parsed("", _redis_url, '"redis://host:6379/0" or "rediss://…"; "" = off')
+    key_prefix: str = parsed("gateway:", _key_prefix, "every Redis key and channel starts so")
+    shared_cache: bool = parsed(True, boolean, "replicas share validated sessions")
 
 
 @dataclass(frozen=True, slots=True)
 class HooksConfig:
     """`[hooks]`: endpoints other services call (Kratos' web_hook)."""
 
-    token: str = _parsed("", _string, 'bearer token for POST /_auth/hooks/revoke; "" = off')
+    token: str = parsed("", string, 'bearer token for POST /_auth/hooks/revoke; "" = off')
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,17 +260,6 @@ class IdentityHeader:
 
     name: str
     path: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RouteConfig:
-    """One `[[routes]]` entry, as written (compiled by routes.py)."""
-
-    path: str
-    access: Access = "authenticated"
-    methods: frozenset[str] | None = None
-    aal: str | None = None
-    max_age: float | None = None
 
 
 DEFAULT_IDENTITY_HEADERS = (
@@ -351,22 +289,6 @@ _SECTIONS: dict[str, type[Any]] = {
     "metrics": MetricsConfig, "fleet": FleetConfig, "hooks": HooksConfig,
 }
 _TOP_LEVEL = (*_SECTIONS, "identity_headers", "routes", "default_access")
-_ROUTE_KEYS = ("path", "methods", "access", "aal", "max_age")
-
-
-class _Problems:
-    """Collects `KEY: problem` lines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def add(self, key: str, problem: str) -> None:
-        self.lines.append(f"{key}: {problem}")
-
-    def unknown(self, key: str, name: str, known: tuple[str, ...]) -> None:
-        hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        suggestion = f' (did you mean "{hint[0]}"?)' if hint else ""
-        self.add(key, f"unknown key{suggestion}")
 
 
 def load_config(
@@ -375,7 +297,7 @@ def load_config(
     """Parse TOML text plus `GATEWAY_*` environment overrides; raise ConfigError on problems.
 
     `source` names the file in a TOML syntax error."""
-    problems = _Problems()
+    problems = Problems()
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -390,14 +312,14 @@ def load_config(
         for name, cls in _SECTIONS.items()
     }
     identity = _load_identity_headers(raw.get("identity_headers"), problems)
-    routes = _load_routes(raw.get("routes", []), problems)
+    routes = load_routes(raw.get("routes", []), problems)
     default_access: Access = "authenticated"
     if "default_access" in raw:
         try:
-            default_access = _access(raw["default_access"])
+            default_access = parse_access(raw["default_access"])
         except ValueError as exc:
             problems.add("default_access", str(exc))
-    _check_routes_against_prefix(routes, sections["server"], problems)
+    check_routes_against_prefix(routes, sections["server"].auth_prefix, problems)
     cache = sections["cache"]
     if cache.refresh_ahead and cache.refresh_ahead >= cache.ttl:
         problems.add("cache.refresh_ahead", "must be shorter than cache.ttl")
@@ -423,7 +345,7 @@ def load_config(
 
 def _check_server(
     server: ServerConfig, metrics: MetricsConfig, identity: tuple[IdentityHeader, ...],
-    problems: _Problems,
+    problems: Problems,
 ) -> None:
     """Keys of [server] and [metrics] that only make sense together."""
     if bool(server.tls_cert) != bool(server.tls_key):
@@ -439,7 +361,7 @@ def _check_server(
         problems.add("server.request_id_header", "is a header the gateway already manages")
 
 
-def _hoist_default_access(raw: dict[str, Any], problems: _Problems) -> None:
+def _hoist_default_access(raw: dict[str, Any], problems: Problems) -> None:
     """`default_access` written after a [[routes]] table lands inside it (a TOML rule that
     surprises everyone, the contract's own example included): treat it as the top-level key."""
     routes = raw.get("routes")
@@ -454,7 +376,7 @@ def _hoist_default_access(raw: dict[str, Any], problems: _Problems) -> None:
                 raw["default_access"] = value
 
 
-def _apply_env(raw: dict[str, Any], env: Mapping[str, str], problems: _Problems) -> dict[str, str]:
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str], problems: Problems) -> dict[str, str]:
     """Write GATEWAY_* values into the raw tree; remember which keys came from where."""
     sources: dict[str, str] = {}
     for var, (section, key) in ENV_OVERRIDES.items():
@@ -469,7 +391,7 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str], problems: _Problems)
 
 
 def _load_section(
-    cls: type[T], table: Any, name: str, sources: dict[str, str], problems: _Problems
+    cls: type[T], table: Any, name: str, sources: dict[str, str], problems: Problems
 ) -> T:
     if not isinstance(table, dict):
         problems.add(name, "expected a table such as [" + name + "]")
@@ -489,7 +411,7 @@ def _load_section(
     return cls(**values)
 
 
-def _load_identity_headers(table: Any, problems: _Problems) -> tuple[IdentityHeader, ...]:
+def _load_identity_headers(table: Any, problems: Problems) -> tuple[IdentityHeader, ...]:
     if table is None:
         return DEFAULT_IDENTITY_HEADERS
     if not isinstance(table, dict):
@@ -514,101 +436,3 @@ def _load_identity_headers(table: Any, problems: _Problems) -> tuple[IdentityHea
     return tuple(headers)
 
 
-def _load_routes(items: Any, problems: _Problems) -> tuple[RouteConfig, ...]:
-    if not isinstance(items, list):
-        problems.add("routes", "expected [[routes]] tables")
-        return ()
-    routes: list[RouteConfig] = []
-    for index, item in enumerate(items):
-        where = f"routes[{index}]"
-        if not isinstance(item, dict):
-            problems.add(where, "expected a table")
-            continue
-        route = _load_route(item, where, problems)
-        if route is not None:
-            routes.append(route)
-    return tuple(routes)
-
-
-def _load_route(item: dict[str, Any], where: str, problems: _Problems) -> RouteConfig | None:
-    before = len(problems.lines)
-    for key in item:
-        if key not in _ROUTE_KEYS:
-            problems.unknown(f"{where}.{key}", key, _ROUTE_KEYS)
-    path = _route_field(item, "path", where, _route_path, problems)
-    access = _route_field(item, "access", where, _access, problems)
-    methods = _route_field(item, "methods", where, _methods, problems)
-    aal = _route_field(item, "aal", where, _aal, problems)
-    max_age = _route_field(item, "max_age", where, _positive_duration, problems)
-    if "path" not in item:
-        problems.add(f"{where}.path", "is required")
-    if access is None and "access" not in item:
-        access = "authenticated"
-    needs_session = (aal is not None or max_age is not None) and access != "authenticated"
-    if needs_session and access is not None:
-        what = "aal" if aal is not None else "max_age"
-        problems.add(
-            f"{where}.{what}",
-            f'requires a session, which access = "{access}" does not ask for;'
-            ' use access = "authenticated"',
-        )
-    if len(problems.lines) > before or path is None or access is None:
-        return None
-    return RouteConfig(path=path, access=access, methods=methods, aal=aal, max_age=max_age)
-
-
-def _route_field(
-    item: dict[str, Any], key: str, where: str, parse: Callable[[Any], T], problems: _Problems
-) -> T | None:
-    if key not in item:
-        return None
-    try:
-        return parse(item[key])
-    except ValueError as exc:
-        problems.add(f"{where}.{key}", str(exc))
-        return None
-
-
-def _route_path(value: Any) -> str:
-    text = _string(value)
-    if not text.startswith("/"):
-        raise ValueError('must start with "/"')
-    segments = text.split("/")[1:]
-    for segment in segments:
-        if segment in (".", ".."):
-            raise ValueError("must not contain . or .. segments")
-        if "**" in segment and segment != "**":
-            raise ValueError('"**" must be a whole segment, e.g. "/static/**"')
-    if "//" in text or any(c in text for c in "?#\\;%") or any(c.isspace() for c in text):
-        raise ValueError("must be a plain path (no //, ?, #, \\, ;, % or spaces)")
-    return text
-
-
-def _methods(value: Any) -> frozenset[str]:
-    names = _list_of(_string)(value)
-    if not names:
-        raise ValueError("must list at least one method (leave it out to allow all)")
-    upper = frozenset(n.upper() for n in names)
-    unknown = sorted(upper - HTTP_METHODS)
-    if unknown:
-        raise ValueError(f"unknown method {unknown[0]!r}")
-    return upper
-
-
-def _aal(value: Any) -> str:
-    text = _string(value).lower()
-    if text not in AAL_LEVELS:
-        raise ValueError(f"{value!r} is not one of {list(AAL_LEVELS)}")
-    return text
-
-
-def _check_routes_against_prefix(
-    routes: tuple[RouteConfig, ...], server: ServerConfig, problems: _Problems
-) -> None:
-    prefix = server.auth_prefix
-    for index, route in enumerate(routes):
-        if route.path == prefix or route.path.startswith(prefix + "/"):
-            problems.add(
-                f"routes[{index}].path",
-                f"lies under auth_prefix {prefix!r}, which the gateway answers itself",
-            )

@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gateway.config import Access, GatewayConfig, RouteConfig
+from gateway.config import GatewayConfig
 from gateway.paths import encode_path
+from gateway.routeconfig import Access, RouteConfig
 
 _AAL_RANK = {"aal0": 0, "aal1": 1, "aal2": 2, "aal3": 3}
 

@@ -12,15 +12,18 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 
 # A module may import only modules of a lower (or equal) layer.
 LAYERS = {
-    "units": 0, "errors": 0, "pages": 1, "logs": 0, "deadlines": 0, "outcome": 1,
-    "observe": 2, "tls": 2, "decision": 6, "reload": 11, "revocation": 5,
-    "config": 1, "paths": 1, "headers": 1,
-    "routes": 2, "session": 2, "credentials": 2, "redirects": 2, "csrf": 3, "devices": 3,
-    "ory": 3, "cache": 4, "access": 5, "bus": 0, "bus_local": 1, "fleet": 3, "hooks": 2, "live": 3, "respond": 5, "explain": 5,
-    "relay": 0, "relay.client": 5, "relay.answers": 1, "relay.server": 6,
-    "proxy": 6, "websocket": 6, "context": 6, "accesslog": 3,
-    "sessions_page": 7, "endpoints": 8, "pipeline": 9, "app": 10, "sampleapp": 2,
-    "server": 11, "demo": 12, "cli": 13, "__main__": 14, "__init__": 0,
+    "units": 0, "errors": 0, "parsing": 0, "logs": 0, "deadlines": 0, "bus": 0,
+    "routeconfig": 1, "config": 1, "paths": 1, "headers": 1, "pages": 1, "outcome": 1,
+    "bus_local": 1,
+    "routes": 2, "session": 2, "credentials": 2, "redirects": 2, "observe": 2, "tls": 2,
+    "hooks": 2, "sampleapp": 2,
+    "csrf": 3, "devices": 3, "ory": 3, "fleet": 3, "live": 3, "accesslog": 3,
+    "cache": 4,
+    "access": 5, "respond": 5, "explain": 5, "revocation": 5,
+    "relay": 0, "relay.answers": 1, "relay.client": 5, "relay.server": 6,
+    "decision": 6, "proxy": 6, "websocket": 6, "context": 6,
+    "sessions_page": 7, "endpoints": 8, "pipeline": 9, "app": 10,
+    "reload": 11, "server": 11, "demo": 12, "cli": 13, "__main__": 14, "__init__": 0,
 }
 
 

@@ -8,14 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.config import (
-    ENV_OVERRIDES,
-    ConfigError,
-    GatewayConfig,
-    IdentityHeader,
-    RouteConfig,
-    load_config,
-)
+from gateway.config import ENV_OVERRIDES, ConfigError, GatewayConfig, IdentityHeader, load_config
+from gateway.routeconfig import RouteConfig
 from gateway.units import HostPort, parse_duration
 
 FULL = """

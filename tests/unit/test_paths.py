@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.config import GatewayConfig, RouteConfig
+from gateway.config import GatewayConfig
 from gateway.errors import BadRequestError
 from gateway.paths import RequestTarget, canonical_path, canonical_target
+from gateway.routeconfig import RouteConfig
 from gateway.routes import RouteTable
 
 BAD_TARGETS = [

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import Access, GatewayConfig, RouteConfig, load_config
+from gateway.config import GatewayConfig, load_config
 from gateway.paths import canonical_path
+from gateway.routeconfig import Access, RouteConfig
 from gateway.routes import RouteTable, aal_rank, glob_to_regex
 
 
