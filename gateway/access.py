@@ -7,18 +7,22 @@ at headers the client could forge.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 from gateway.cache import Fetch, SessionCache
 from gateway.credentials import Credential
 from gateway.errors import (
     AccessDeniedError,
+    ForbiddenError,
     RefreshRequiredError,
     SessionRequiredError,
     StepUpRequiredError,
 )
 from gateway.ory import OryClient, StepUpRequired, WhoamiResult
 from gateway.outcome import Outcome
+from gateway.routeconfig import Requirement
 from gateway.routes import Route, aal_rank
 from gateway.session import Session
 
@@ -72,8 +76,34 @@ class Authenticator:
         return result
 
     def check_requirements(self, route: Route, session: Session) -> None:
-        """The route's `aal` and `max_age` (docs/reference.md#outcomes)."""
+        """The route's `aal`, `max_age` and `require` (docs/reference.md#outcomes)."""
         if route.aal is not None and aal_rank(session.aal) < aal_rank(route.aal):
             raise StepUpRequiredError()
         if route.max_age is not None and self._clock() - session.authenticated_at > route.max_age:
             raise RefreshRequiredError()
+        if route.require and not meets_all(session, route.require):
+            raise ForbiddenError(
+                "the session does not meet this route's requirements",
+                signed_in_as=session.email or session.identity_id,
+            )
+
+
+def meets_all(session: Session, requirements: tuple[Requirement, ...]) -> bool:
+    """Every requirement holds: the field equals one of the values, or (a list) holds one;
+    values compare as JSON (`true` is no `1`, `"3"` is no `3`); a missing field never
+    matches (docs/reference.md#who-may-enter)."""
+    claims = json.loads(session.claims) if session.claims else {}
+    for requirement in requirements:
+        if requirement.dotted not in claims:
+            return False
+        value = claims[requirement.dotted]
+        held = value if isinstance(value, list) else [value]
+        if not any(_same(v, wanted) for v in held for wanted in requirement.values):
+            return False
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool | str) or isinstance(b, bool | str):
+        return type(a) is type(b) and a == b
+    return bool(a == b)  # numbers: 3 and 3.0 are one JSON number

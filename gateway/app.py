@@ -47,9 +47,9 @@ MARKER_MARGIN = 60.0  # seconds a revocation marker outlives the longest shared 
 
 
 def session_schema(config: GatewayConfig) -> str:
-    """What a cached session's contents follow from (its identity headers): replicas that
-    differ here (a rolling change) never share sessions."""
-    text = repr(config.identity_headers)
+    """What a cached session's contents follow from (its identity headers, the fields
+    routes require): replicas that differ here (a rolling change) never share sessions."""
+    text = repr((config.identity_headers, RouteTable(config).claim_paths()))
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
@@ -119,7 +119,8 @@ class Resources:
     def retire_pools(self, services: Services) -> None:
         """Close the pools a new configuration no longer uses (connections in use close as
         they are given back)."""
-        used = {(services.upstream.base, services.config.upstream.keepalive_connections)}
+        keepalive = services.config.upstream.keepalive_connections
+        used = {(u.base, keepalive) for u in (services.upstream, *services.upstreams.values())}
         for key in [key for key in self.pools if key not in used]:
             self.pools.pop(key).close()
 
@@ -136,25 +137,29 @@ class Resources:
 
 def build_services(config: GatewayConfig, resources: Resources) -> Services:
     """Everything that follows from `config`."""
+    routes = RouteTable(config)
     ory_client = resources.ory or HttpOryClient(
         resources.ory_http, base_url=config.ory.url, cookie_name=config.ory.session_cookie,
         timeout=config.ory.timeout, identity_headers=config.identity_headers,
-        clock=resources.clock, metrics=resources.metrics,
+        clock=resources.clock, metrics=resources.metrics, claim_paths=routes.claim_paths(),
     )
     pages = Pages(config.server.templates_dir)
-    upstream = Upstream(
-        config.upstream.url,
-        resources.pool(config.upstream.url, config.upstream.keepalive_connections),
-        resources.websockets,
-    )
+    keepalive = config.upstream.keepalive_connections
+
+    def upstream_at(url: str) -> Upstream:
+        return Upstream(url, resources.pool(url, keepalive), resources.websockets)
+
+    upstream = upstream_at(config.upstream.url)
+    upstreams = {r.upstream: upstream_at(r.upstream) for r in config.routes if r.upstream}
     return Services(
         config=config,
-        routes=RouteTable(config),
+        routes=routes,
         auth=Authenticator(ory_client, resources.cache, resources.clock),
         responder=Responder(config, resources.loop_guard, pages),
         csrf=CsrfSigner(config.server.secret.encode() or resources.secret),
         pages=pages,
         upstream=upstream,
+        upstreams=upstreams,
         watchdog=resources.watchdog,
         metrics=resources.metrics,
         revoker=resources.revoker,

@@ -23,7 +23,7 @@ from gateway.proxy import Upstream
 from gateway.redirects import LOOP_COOKIE
 from gateway.respond import Responder, Situation, is_browser_navigation
 from gateway.revocation import Revoker
-from gateway.routes import RouteTable
+from gateway.routes import Route, RouteTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,14 @@ class Services:
     credential_key: bytes  # keys the hash of every credential (credentials.mac_key)
     live: LiveConnections  # open WebSockets and streams, each ending with its session
     fleet: RedisLink | None  # the replicas' Redis, with `[fleet]`
+
+    upstreams: dict[str, Upstream]  # per-route apps, by URL (`routes.upstream`)
+
+    def upstream_for(self, route: Route) -> Upstream:
+        """The app a route's requests go to: its own, or `[upstream]`."""
+        if route.upstream is None:
+            return self.upstream
+        return self.upstreams[route.upstream]
 
     @staticmethod
     def identity_names(config: GatewayConfig) -> frozenset[str]:
@@ -71,11 +79,13 @@ def services_of(app: web.Application) -> Services:
 
 
 def situation_for(
-    request: web.Request, services: Services, target: RequestTarget, credential: Credential | None
+    request: web.Request, services: Services, target: RequestTarget,
+    credential: Credential | None, *, method: str | None = None,
 ) -> Situation:
-    """What the error renderer needs: may it redirect, and to come back where?"""
+    """What the error renderer needs: may it redirect, and to come back where? `method`:
+    the original request's, when this one only asks about it (forward auth)."""
     html_allowed = credential is None or not credential.from_header
-    navigation = html_allowed and is_browser_navigation(request)
+    navigation = html_allowed and is_browser_navigation(request, method)
     browser_cookie = request.cookies.get(LOOP_COOKIE) or None
     browser = "|".join(
         (request.remote or "", request.headers.get("User-Agent", ""),
@@ -102,6 +112,14 @@ def is_trusted_peer(request: web.BaseRequest, config: GatewayConfig) -> bool:
     except ValueError:
         return False
     return any(address in network for network in networks)
+
+
+def forwarded_host(request: web.BaseRequest, config: GatewayConfig, trusted: bool) -> str:
+    """The Host the client asked for: X-Forwarded-Host from a trusted proxy, else Host."""
+    host = request.headers.get("Host", "")
+    if trusted:
+        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip() or host
+    return host
 
 
 def request_origin(request: web.BaseRequest, config: GatewayConfig) -> str:

@@ -25,12 +25,14 @@ class Allow(NamedTuple):
 
 
 async def decide(
-    routes: RouteTable, auth: Authenticator, method: str, path: str,
+    routes: RouteTable, auth: Authenticator, method: str, path: str, host: str,
     credential: Credential | None, outcome: Outcome,
 ) -> Allow:
-    """The route for `path` (already canonical), then the session it needs; every finding
-    is noted in `outcome`. Raises a GatewayError when the answer is no."""
-    route = routes.match(method, path)
+    """The route for `path` (already canonical) on `host` (lower-case, no port), then the
+    session it needs and what the route requires of it; every finding is noted in
+    `outcome`. Raises a GatewayError when the answer is no. The proxy and the forward-auth
+    endpoints both ask this, and nothing else, whether a request may enter."""
+    route = routes.match(method, path, host)
     outcome.route = route.label
     session = await auth.authorize(route, credential, outcome)
     if session is None:

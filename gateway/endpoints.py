@@ -21,6 +21,7 @@ from gateway.errors import (
     SessionRequiredError,
     StepUpRequiredError,
 )
+from gateway.forward_auth import check
 from gateway.hooks import check_token, read_revocation
 from gateway.ory import StepUpRequired
 from gateway.outcome import outcome_of
@@ -40,6 +41,8 @@ async def handle_endpoint(
     name = target.path[len(services.config.server.auth_prefix):].strip("/")
     methods = ENDPOINTS.get(name)
     try:
+        if name in ("check", "check/nginx"):  # any method: it describes another request
+            return await check(request, services, nginx=name == "check/nginx")
         if is_sessions_path(name):
             current = await current_session(request, services)
             response = await handle_sessions(request, services, name, current)

@@ -109,6 +109,17 @@ class AccessDeniedError(GatewayError):
     decision = "denied"
 
 
+class ForbiddenError(AccessDeniedError):
+    """A valid session that does not meet the route's `require`: signed in, not allowed."""
+
+    message = "Your account is signed in but is not allowed to open this page."
+    decision = "forbidden"
+
+    def __init__(self, reason: str = "", *, signed_in_as: str = "") -> None:
+        super().__init__(reason)
+        self.signed_in_as = signed_in_as  # for the page: who, to offer a switch of account
+
+
 class NotFoundError(GatewayError):
     """An unknown endpoint under the gateway's own prefix."""
 

@@ -94,8 +94,10 @@ class HttpOryClient:
         identity_headers: tuple[IdentityHeader, ...],
         clock: Callable[[], float],
         metrics: Metrics = NO_METRICS,
+        claim_paths: tuple[tuple[str, ...], ...] = (),
     ) -> None:
         self._http = http
+        self._claim_paths = claim_paths  # the session fields routes require
         self._metrics = metrics
         self._base = base_url
         self._cookie = cookie_name
@@ -140,7 +142,8 @@ class HttpOryClient:
         status, body = await self._request("whoami", "GET", "/sessions/whoami", headers)
         if status == 200:
             try:
-                return parse_session(json.loads(body), self._identity_headers, self._clock())
+                return parse_session(json.loads(body), self._identity_headers, self._clock(),
+                                     self._claim_paths)
             except SessionInactiveError:
                 return UNAUTHENTICATED
             except ValueError:

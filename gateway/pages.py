@@ -20,7 +20,10 @@ from gateway.errors import SessionRequiredError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # base.html first: the frame the others extend, never rendered on its own.
-PAGES = ("base.html", "error.html", "loop.html", "sessions.html", "signed_out.html")
+PAGES = (
+    "base.html", "error.html", "forbidden.html", "loop.html", "sessions.html",
+    "signed_out.html",
+)
 STYLESHEET = "style.css"
 
 
@@ -103,9 +106,11 @@ def sample_context(name: str) -> dict[str, Any]:
     `title` and `request_id`, then its own), for checks."""
     error = SessionRequiredError()
     common: dict[str, Any] = {"title": "Sample", "request_id": "0123456789abcdef"}
-    if name in ("error.html", "loop.html"):
+    if name in ("error.html", "loop.html", "forbidden.html"):
+        extra = {"signed_in_as": "alice@example.com", "return_to": "https://app/admin/"} \
+            if name == "forbidden.html" else {}
         return {**common, "error": error, "status": error.status, "login": "https://login",
-                "cookie_name": "ory_kratos_session", "auth_prefix": "/_auth"}
+                "cookie_name": "ory_kratos_session", "auth_prefix": "/_auth", **extra}
     if name == "sessions.html":
         device = SimpleNamespace(ip_address="192.0.2.1", location="Berlin", label="Firefox")
         here = SimpleNamespace(id="id-1", aal="aal2", current=True, devices=[device],

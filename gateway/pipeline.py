@@ -11,7 +11,14 @@ from __future__ import annotations
 from aiohttp import HttpVersion10, HttpVersion11, web
 from multidict import CIMultiDict
 
-from gateway.context import GATEWAY, Services, allowed_origins, is_trusted_peer, situation_for
+from gateway.context import (
+    GATEWAY,
+    Services,
+    allowed_origins,
+    forwarded_host,
+    is_trusted_peer,
+    situation_for,
+)
 from gateway.credentials import (
     Cookies,
     Credential,
@@ -37,6 +44,7 @@ from gateway.proxy import forward
 from gateway.redirects import GATEWAY_COOKIES
 from gateway.relay.answers import awaits_continue, expects_continue, grant_continue
 from gateway.relay.server import answer_as_http11
+from gateway.routes import request_host
 from gateway.session import Session
 from gateway.websocket import bridge, is_allowed_origin, is_websocket_upgrade, upstream_url
 
@@ -114,8 +122,9 @@ async def _proxy(
     trusted: bool,
 ) -> web.StreamResponse:
     outcome = request[OUTCOME]
+    host = request_host(forwarded_host(request, services.config, trusted))
     allow = await decide(
-        services.routes, services.auth, request.method, target.path, credential, outcome
+        services.routes, services.auth, request.method, target.path, host, credential, outcome
     )
     websocket = is_websocket_upgrade(request)
     if websocket and not is_allowed_origin(
@@ -129,7 +138,7 @@ async def _proxy(
     headers = upstream_headers(request, services, allow.session, credential, cookies, trusted)
     request_id = (services.config.server.request_id_header, outcome.request_id)
     headers[request_id[0]] = request_id[1]
-    upstream = services.upstream
+    upstream = services.upstream_for(allow.route)
     timeout = services.config.upstream.timeout
     tether = _tether(services, allow, credential)
     if websocket:

@@ -18,6 +18,7 @@ from gateway.app import RESOURCES, build_services, session_schema
 from gateway.config import GatewayConfig
 from gateway.context import GATEWAY
 from gateway.relay.server import CLIENT_LIMITS
+from gateway.routes import RouteTable
 
 # (section, key) that a running gateway cannot change: reported, kept as they were.
 RESTART_ONLY = (
@@ -65,6 +66,7 @@ def sessions_mean_something_else(old: GatewayConfig, new: GatewayConfig) -> bool
         or old.ory != new.ory
         or old.cache != new.cache
         or old.server.secret != new.server.secret  # it keys every cache key
+        or RouteTable(old).claim_paths() != RouteTable(new).claim_paths()
     )
 
 

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.config import GatewayConfig
 from gateway.errors import (
+    ForbiddenError,
     GatewayError,
     RedirectLoopError,
     RefreshRequiredError,
@@ -31,9 +32,10 @@ NO_STORE = "no-store"
 _LOGIN_ERRORS = (SessionRequiredError, StepUpRequiredError, RefreshRequiredError)
 
 
-def is_browser_navigation(request: web.Request) -> bool:
-    """GET/HEAD that a browser makes to show a page (never XHR, never fetch())."""
-    if request.method not in ("GET", "HEAD"):
+def is_browser_navigation(request: web.Request, method: str | None = None) -> bool:
+    """GET/HEAD that a browser makes to show a page (never XHR, never fetch()); `method`:
+    the original request's, when this one only asks about it (forward auth)."""
+    if (method or request.method) not in ("GET", "HEAD"):
         return False
     if request.headers.get("X-Requested-With", "").lower() == "xmlhttprequest":
         return False
@@ -126,7 +128,7 @@ class Responder:
                 return response
             error = RedirectLoopError()
         if situation.navigation or (situation.html_allowed and _wants_html(request)):
-            return self.page(request, error, login=login)
+            return self.page(request, error, login=login, return_to=situation.return_to)
         return json_error(error, login=login, request_id=outcome.request_id)
 
     def refuse_malformed(self, request: web.Request, error: GatewayError) -> web.Response:
@@ -138,10 +140,11 @@ class Responder:
         return json_error(error, request_id=outcome.request_id)
 
     def page(
-        self, request: web.Request, error: GatewayError, *, login: str | None
+        self, request: web.Request, error: GatewayError, *, login: str | None,
+        return_to: str = "/",
     ) -> web.Response:
-        """The HTML error page from templates/."""
-        template = "loop.html" if isinstance(error, RedirectLoopError) else "error.html"
+        """The HTML error page from templates/: for a signed-in user that a route's
+        `require` turns away, one that says who is signed in and offers another account."""
         context: dict[str, Any] = {
             "request_id": outcome_of(request).request_id,
             "title": HTTPStatus(error.status).phrase,
@@ -151,6 +154,12 @@ class Responder:
             "cookie_name": self._config.ory.session_cookie,
             "auth_prefix": self._config.server.auth_prefix,
         }
+        template = "error.html"
+        if isinstance(error, RedirectLoopError):
+            template = "loop.html"
+        elif isinstance(error, ForbiddenError):
+            template = "forbidden.html"
+            context.update(signed_in_as=error.signed_in_as, return_to=return_to)
         return self._pages.render(template, context, status=error.status)
 
 

@@ -3,24 +3,23 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from gateway.parsing import Problems, T, list_of, positive_duration, string
+from gateway.units import parse_base_url
 
 Access = Literal["public", "optional", "authenticated", "deny"]
-
-
 ACCESS_LEVELS: tuple[Access, ...] = ("public", "optional", "authenticated", "deny")
-
-
 AAL_LEVELS = ("aal1", "aal2", "aal3")
-
-
 HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
+Value = str | int | float | bool  # a JSON scalar a requirement compares with
+_HOST = re.compile(r"(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+_DOTTED = re.compile(r"[^.\s]+(\.[^.\s]+)*")
 
 
 def parse_access(value: Any) -> Access:
@@ -32,6 +31,19 @@ def parse_access(value: Any) -> Access:
 
 
 @dataclass(frozen=True, slots=True)
+class Requirement:
+    """One `[routes.require]` entry: the session field at `path` must equal one of
+    `values` (or, when the field is a list, hold one of them)."""
+
+    path: tuple[str, ...]
+    values: tuple[Value, ...]
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+
+@dataclass(frozen=True, slots=True)
 class RouteConfig:
     """One `[[routes]]` entry, as written (compiled by routes.py)."""
 
@@ -40,9 +52,12 @@ class RouteConfig:
     methods: frozenset[str] | None = None
     aal: str | None = None
     max_age: float | None = None
+    host: str | None = None  # exact, or "*.example.com"; lower-case, no port
+    upstream: str | None = None  # this route's app instead of [upstream].url
+    require: tuple[Requirement, ...] = ()
 
 
-_ROUTE_KEYS = ("path", "methods", "access", "aal", "max_age")
+_ROUTE_KEYS = ("path", "methods", "access", "aal", "max_age", "host", "upstream", "require")
 
 
 def load_routes(items: Any, problems: Problems) -> tuple[RouteConfig, ...]:
@@ -71,13 +86,19 @@ def _load_route(item: dict[str, Any], where: str, problems: Problems) -> RouteCo
     methods = _route_field(item, "methods", where, _methods, problems)
     aal = _route_field(item, "aal", where, _aal, problems)
     max_age = _route_field(item, "max_age", where, positive_duration, problems)
+    host = _route_field(item, "host", where, _host, problems)
+    upstream = _route_field(item, "upstream", where, lambda v: parse_base_url(string(v)),
+                            problems)
+    require = _load_require(item.get("require"), f"{where}.require", problems)
     if "path" not in item:
         problems.add(f"{where}.path", "is required")
     if access is None and "access" not in item:
         access = "authenticated"
-    needs_session = (aal is not None or max_age is not None) and access != "authenticated"
+    needs_session = (
+        aal is not None or max_age is not None or bool(require)
+    ) and access != "authenticated"
     if needs_session and access is not None:
-        what = "aal" if aal is not None else "max_age"
+        what = "aal" if aal is not None else "max_age" if max_age is not None else "require"
         problems.add(
             f"{where}.{what}",
             f'requires a session, which access = "{access}" does not ask for;'
@@ -85,7 +106,46 @@ def _load_route(item: dict[str, Any], where: str, problems: Problems) -> RouteCo
         )
     if len(problems.lines) > before or path is None or access is None:
         return None
-    return RouteConfig(path=path, access=access, methods=methods, aal=aal, max_age=max_age)
+    return RouteConfig(path=path, access=access, methods=methods, aal=aal, max_age=max_age,
+                       host=host, upstream=upstream, require=require)
+
+
+def _host(value: Any) -> str:
+    """`app.example.com` or `*.example.com`: matched against the Host the client sent,
+    case-insensitively and without its port."""
+    text = string(value).strip().lower()
+    if not _HOST.fullmatch(text) or len(text) > 253:
+        raise ValueError('must be a host name such as "admin.example.com" or '
+                         '"*.example.com" (no scheme, port or path)')
+    return text
+
+
+def _load_require(table: Any, where: str, problems: Problems) -> tuple[Requirement, ...]:
+    """`{"dotted.path" = value | [values]}`: strings, numbers and booleans only."""
+    if table is None:
+        return ()
+    if not isinstance(table, dict) or not table:
+        problems.add(where, 'expected a table such as { "identity.metadata_public.role" = '
+                            '"admin" }')
+        return ()
+    found = []
+    for path, raw in table.items():
+        key = f'{where}."{path}"'
+        if not _DOTTED.fullmatch(path):
+            problems.add(key, "expected a dotted path into the session, e.g. "
+                              '"identity.traits.email"')
+            continue
+        values = raw if isinstance(raw, list) else [raw]
+        if not values:
+            problems.add(key, "an empty list can never be met; list at least one value")
+            continue
+        wrong = [v for v in values if not isinstance(v, str | int | float | bool)]
+        if wrong:
+            problems.add(key, f"values must be strings, numbers or booleans, not "
+                              f"{type(wrong[0]).__name__}")
+            continue
+        found.append(Requirement(tuple(path.split(".")), tuple(values)))
+    return tuple(found)
 
 
 def _route_field(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from gateway.config import GatewayConfig
 from gateway.paths import encode_path
-from gateway.routeconfig import Access, RouteConfig
+from gateway.routeconfig import Access, Requirement, RouteConfig
 
 _AAL_RANK = {"aal0": 0, "aal1": 1, "aal2": 2, "aal3": 3}
 
@@ -24,14 +24,23 @@ class Route:
     max_age: float | None
     index: int | None  # position in [[routes]]; None for the default
     regex: re.Pattern[str] | None
+    host: str | None = None  # exact or "*.example.com"; None: any host
+    upstream: str | None = None  # this route's app; None: [upstream].url
+    require: tuple[Requirement, ...] = ()
 
     @property
     def label(self) -> str | None:
-        """The route as logs and metrics name it: its pattern, None for the default."""
-        return None if self.index is None else self.pattern
+        """The route as logs and metrics name it: its pattern (after its host, if it has
+        one), None for the default."""
+        if self.index is None:
+            return None
+        return self.pattern if self.host is None else f"{self.host}{self.pattern}"
 
-    def matches(self, method: str, path: str) -> bool:
-        """Whether this route covers the request (HEAD counts as GET)."""
+    def matches(self, method: str, path: str, host: str = "") -> bool:
+        """Whether this route covers the request (HEAD counts as GET); `host` as the
+        client sent it, lower-case and without port."""
+        if self.host is not None and not host_matches(self.host, host):
+            return False
         if self.methods is not None and method not in self.methods:
             return method == "HEAD" and "GET" in self.methods and self._path_matches(path)
         return self._path_matches(path)
@@ -46,8 +55,27 @@ class Route:
         needs = [f"aal={self.aal}"] if self.aal else []
         if self.max_age is not None:
             needs.append(f"max_age={self.max_age:g}s")
+        needs += [f"require {r.dotted} in {list(r.values)}" for r in self.require]
         extra = f" ({', '.join(needs)})" if needs else ""
-        return f"{where} [{methods}] -> {self.access}{extra}"
+        host = f" host={self.host}" if self.host else ""
+        upstream = f" -> upstream {self.upstream}" if self.upstream else ""
+        return f"{where}{host} [{methods}] -> {self.access}{extra}{upstream}"
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """`app.example.com` exactly, or `*.example.com`: any name below example.com (not the
+    bare domain itself)."""
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return host == pattern
+
+
+def request_host(value: str) -> str:
+    """A Host header (or X-Forwarded-Host) as routes compare it: lower-case, no port."""
+    host = value.strip().lower()
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
 def aal_rank(aal: str) -> int:
@@ -75,12 +103,17 @@ class RouteTable:
         self.routes = tuple(_compile(route, index) for index, route in enumerate(config.routes))
         self.default = Route("**", config.default_access, None, None, None, None, None)
 
-    def match(self, method: str, path: str) -> Route:
+    def match(self, method: str, path: str, host: str = "") -> Route:
         """First route that matches, else the default."""
         for route in self.routes:
-            if route.matches(method, path):
+            if route.matches(method, path, host):
                 return route
         return self.default
+
+    def claim_paths(self) -> tuple[tuple[str, ...], ...]:
+        """Every session field a route requires: what the cache keeps of a session beyond
+        what the gateway always needs."""
+        return tuple(sorted({r.path for route in self.routes for r in route.require}))
 
     def shadowed(self) -> list[tuple[Route, Route]]:
         """(later, earlier) pairs where the earlier route covers every request of the later."""
@@ -103,15 +136,30 @@ def _compile(route: RouteConfig, index: int) -> Route:
         max_age=route.max_age,
         index=index,
         regex=glob_to_regex(pattern),
+        host=route.host,
+        upstream=route.upstream,
+        require=route.require,
     )
 
 
 def _covers(earlier: Route, later: Route) -> bool:
-    """Probe the later route's pattern with sample paths; all must match the earlier one."""
+    """Probe the later route's pattern with sample paths; all must match the earlier one,
+    for every host the later one serves."""
     if earlier.methods is not None and not (later.methods and later.methods <= earlier.methods):
+        return False
+    if not _host_covers(earlier.host, later.host):
         return False
     assert earlier.regex is not None  # noqa: S101 - compiled routes always have one
     return all(earlier.regex.fullmatch(probe) for probe in _probes(later.pattern))
+
+
+def _host_covers(earlier: str | None, later: str | None) -> bool:
+    """Every host `later` serves is served by `earlier` too."""
+    if earlier is None or earlier == later:
+        return True
+    if later is None or not earlier.startswith("*."):
+        return False
+    return later.endswith(earlier[1:])  # "x.a.com" or "*.x.a.com" under "*.a.com"
 
 
 def _probes(pattern: str) -> list[str]:

@@ -40,6 +40,9 @@ class Session(NamedTuple):
     authenticated_at: float  # seconds since the epoch
     expires_at: float | None
     headers: tuple[tuple[str, str], ...]  # identity headers, values already header-safe
+    # The fields routes require (`[routes.require]`), as compact JSON {"dotted.path": value};
+    # "" when no route requires anything: the cache keeps that and nothing more.
+    claims: str = ""
 
     def is_valid_at(self, now: float) -> bool:
         """A cached session stops counting the moment Ory's expiry passes."""
@@ -73,9 +76,14 @@ def format_timestamp(seconds: float | None) -> str | None:
 
 
 def lookup(document: Any, path: tuple[str, ...]) -> Any:
-    """Follow a dotted path through nested objects; None when any step is missing."""
+    """Follow a dotted path through nested objects (a number steps into a list); None
+    when any step is missing."""
     current = document
     for step in path:
+        if isinstance(current, list) and step.isdigit() and step.isascii():
+            index = int(step)
+            current = current[index] if index < len(current) else None
+            continue
         if not isinstance(current, Mapping):
             return None
         current = current.get(step)
@@ -103,7 +111,8 @@ def _scalar(value: str | int | float) -> str:
 
 
 def parse_session(
-    payload: Any, identity_headers: tuple[IdentityHeader, ...], now: float
+    payload: Any, identity_headers: tuple[IdentityHeader, ...], now: float,
+    claim_paths: tuple[tuple[str, ...], ...] = (),
 ) -> Session:
     """Ory's whoami 200 body -> Session; SessionParseError if it is not an active session."""
     if not isinstance(payload, Mapping):
@@ -136,7 +145,20 @@ def parse_session(
         authenticated_at=authenticated_at if authenticated_at is not None else 0.0,
         expires_at=expires_at,
         headers=tuple(headers),
+        claims=_claims(payload, claim_paths),
     )
+
+
+def _claims(payload: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> str:
+    """The required fields that are there, as compact JSON (scalars and lists of them)."""
+    found = {}
+    for path in paths:
+        value = lookup(payload, path)
+        if isinstance(value, str | int | float | bool) or (
+            isinstance(value, list) and all(isinstance(v, str | int | float | bool) for v in value)
+        ):
+            found[".".join(path)] = value
+    return json.dumps(found, separators=(",", ":"), sort_keys=True) if found else ""
 
 
 
@@ -157,7 +179,7 @@ def pack(session: Session, fresh_until: float) -> bytes | None:
     """The cache's form of a session; None if a field holds NUL, \\x01 or \\x02 (no real
     session does; such a session is simply not cached)."""
     email = session.email
-    fields = [session.session_id, session.identity_id, email or "", session.aal]
+    fields = [session.session_id, session.identity_id, email or "", session.aal, session.claims]
     if any(not _RESERVED.isdisjoint(field) for field in fields):
         return None
     for name, value in session.headers:
@@ -185,7 +207,7 @@ def unpack(packed: bytes) -> Session:
     """The Session that `pack` stored (on every cache hit: C calls, no Python loop)."""
     _, authenticated_at, expires_at, flags = _PACKED.unpack_from(packed)
     text = packed[_PACKED.size:].decode("utf-8", "surrogatepass")
-    session_id, identity_id, email, aal, *rest = text.split("\x00", 4)
+    session_id, identity_id, email, aal, claims, *rest = text.split("\x00", 5)
     headers: tuple[tuple[str, str], ...] = ()
     if rest:
         flat = iter(rest[0].replace(_IDENTITY_ID, identity_id).replace(_EMAIL, email)
@@ -193,7 +215,7 @@ def unpack(packed: bytes) -> Session:
         headers = tuple(zip(flat, flat, strict=True))
     return tuple.__new__(Session, (  # Session(...) with keywords costs 4x as much
         session_id, identity_id, email if flags & _HAS_EMAIL else None, aal,
-        authenticated_at, None if math.isnan(expires_at) else expires_at, headers,
+        authenticated_at, None if math.isnan(expires_at) else expires_at, headers, claims,
     ))
 
 

@@ -21,7 +21,7 @@ LAYERS = {
     "cache": 4,
     "access": 5, "respond": 5, "explain": 5, "revocation": 5,
     "relay": 0, "relay.answers": 1, "relay.client": 5, "relay.server": 6,
-    "decision": 6, "proxy": 6, "websocket": 6, "context": 6,
+    "decision": 6, "proxy": 6, "websocket": 6, "context": 6, "forward_auth": 7,
     "sessions_page": 7, "endpoints": 8, "pipeline": 9, "app": 10,
     "reload": 11, "server": 11, "demo": 12, "cli": 13, "__main__": 14, "__init__": 0,
 }

@@ -1,0 +1,103 @@
+"""`/_auth/check` and `/_auth/check/nginx`: the decision alone, for a proxy that stays in
+front (docs/reference.md#forward-auth).
+
+Caddy's `forward_auth`, Traefik's `forwardAuth` and nginx's `auth_request` ask before they
+pass a request on. The original request is described by forwarded headers, believed only
+from `server.trusted_proxies`; its path goes through the same canonical form, and the answer
+comes from `decision.decide`, exactly as for a proxied request. Allowed: 200 with the
+identity headers for the proxy to copy. Otherwise `/check` answers what the gateway would
+(a 303 to the login, 401/403 JSON, 503); `/check/nginx` says it in the three statuses nginx
+understands, with the login URL in `Location`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from gateway.context import Services, forwarded_host, is_trusted_peer, situation_for
+from gateway.credentials import extract_credential, request_cookies
+from gateway.decision import decide
+from gateway.errors import (
+    AccessDeniedError,
+    BadRequestError,
+    GatewayError,
+    RefreshRequiredError,
+    SessionRequiredError,
+    StepUpRequiredError,
+)
+from gateway.outcome import OUTCOME, Outcome
+from gateway.paths import canonical_target
+from gateway.respond import NO_STORE, json_error
+from gateway.routes import request_host
+
+log = logging.getLogger("gateway.forward_auth")
+_LOGIN_ERRORS = (SessionRequiredError, StepUpRequiredError, RefreshRequiredError)
+
+
+def original_method(request: web.Request) -> str:
+    headers = request.headers
+    method = headers.get("X-Forwarded-Method") or headers.get("X-Original-Method") or "GET"
+    return method.strip().upper()
+
+
+def original_uri(request: web.Request) -> str:
+    uri = request.headers.get("X-Forwarded-Uri") or request.headers.get("X-Original-URI")
+    if not uri:
+        raise BadRequestError("X-Forwarded-Uri (or X-Original-URI) names no request")
+    return uri.strip()
+
+
+async def check(
+    request: web.Request, services: Services, *, nginx: bool
+) -> web.StreamResponse:
+    """Decide about the request the proxy describes."""
+    outcome = request[OUTCOME]
+    if not is_trusted_peer(request, services.config):
+        log.warning("forward auth refused for %s: not in server.trusted_proxies",
+                    request.remote or "an unknown peer")
+        outcome.decision = "denied"
+        return json_error(AccessDeniedError("forward auth answers trusted proxies only"),
+                          request_id=outcome.request_id)
+    method = original_method(request)
+    target = canonical_target(original_uri(request))  # BadRequestError: 400, like a proxy
+    config = services.config.ory
+    credential = extract_credential(
+        request.headers, config.credentials, config.session_cookie,
+        request_cookies(request.headers), key=services.credential_key,
+    )
+    host = request_host(forwarded_host(request, services.config, trusted=True))
+    try:
+        allow = await decide(services.routes, services.auth, method, target.path, host,
+                             credential, outcome)
+    except GatewayError as error:
+        situation = situation_for(request, services, target, credential, method=method)
+        if nginx:
+            return _for_nginx(services, error, situation.navigation, situation.return_to,
+                              outcome.request_id, outcome)
+        return services.responder.render(request, error, situation)
+    headers = {"Cache-Control": NO_STORE}
+    if allow.session is not None:
+        headers.update(allow.session.headers)
+    return web.Response(status=200, headers=headers)
+
+
+def _for_nginx(
+    services: Services, error: GatewayError, navigation: bool, return_to: str,
+    request_id: str, outcome: Outcome,
+) -> web.Response:
+    """nginx's auth_request understands 2xx, 401 and 403 (anything else is its 500): a login
+    is a 401 with the login URL in Location (for navigations; always for step-up and
+    re-authentication), a refusal a 403."""
+    if error.decision is not None:
+        outcome.decision = error.decision
+    if isinstance(error, _LOGIN_ERRORS):
+        login = services.responder.login_for(error, return_to)
+        response = json_error(error, status=401, request_id=request_id, login=login)
+        if navigation or not isinstance(error, SessionRequiredError):
+            response.headers["Location"] = login
+            if isinstance(error, SessionRequiredError):
+                outcome.decision = "login_redirect"
+        return response
+    return json_error(error, request_id=request_id)
