@@ -23,6 +23,7 @@ DEMO_USERS = (
     ("alice@example.com", "alice-password", True),  # has a second factor: code 123456
     ("bob@example.com", "bob-password", False),
 )
+DEMO_ROLES = {"alice@example.com": "admin"}  # identity.metadata_public.role
 SECOND_FACTOR_CODE = "123456"
 
 
@@ -60,6 +61,8 @@ access = "optional"
 path = "/admin/**"
 access = "authenticated"
 aal = "aal2"
+[routes.require]
+"identity.metadata_public.role" = "admin"
 """,
         {},
     )
@@ -76,7 +79,9 @@ def demo_standin(ports: DemoPorts) -> OryStandin:
         default_return_url=gateway + "/",
     )
     for email, password, second_factor in DEMO_USERS:
-        standin.add_identity(email, password=password, has_second_factor=second_factor)
+        role = DEMO_ROLES.get(email)
+        standin.add_identity(email, password=password, has_second_factor=second_factor,
+                             metadata_public={"role": role} if role else None)
     return standin
 
 
@@ -119,7 +124,8 @@ def _announce(ports: DemoPorts) -> None:
         "  Sign in as one of:",
         *users,
         "",
-        f"  Try: {url}/public/ (no login needed), {url}/admin/ (second factor),",
+        f"  Try: {url}/public/ (no login needed), {url}/admin/ (alice only: admin role"
+        " and second factor),",
         f"       {url}/events (server-sent events), {url}/ws (WebSocket),",
         f"       {url}/_auth/sessions, {url}/_auth/whoami, {url}/_auth/logout",
         "",

@@ -132,9 +132,13 @@ class OryStandin:
         password: str = "",
         has_second_factor: bool = False,
         traits: dict[str, Any] | None = None,
+        metadata_public: dict[str, Any] | None = None,
     ) -> str:
-        """An active identity; an empty password means it cannot sign in through the form."""
-        return self._state.store.add_identity(email, password, has_second_factor, traits).id
+        """An active identity; an empty password means it cannot sign in through the form.
+        `metadata_public`: what an admin set through Ory's admin API (a role, say)."""
+        return self._state.store.add_identity(
+            email, password, has_second_factor, traits, metadata_public
+        ).id
 
     def create_session(
         self,

@@ -34,6 +34,7 @@ class Identity:
     recovery_address_id: str
     state: str = "active"
     state_changed_at: float | None = None
+    metadata_public: dict[str, Any] | None = None  # set by admins; users cannot change it
 
     @property
     def is_active(self) -> bool:
@@ -124,7 +125,7 @@ def identity_json(identity: Identity, base_url: str) -> dict[str, Any]:
                 "updated_at": created,
             }
         ]
-    body["metadata_public"] = None
+    body["metadata_public"] = identity.metadata_public
     body["created_at"] = created
     body["updated_at"] = rfc3339(identity.state_changed_at or identity.created_at)
     body["organization_id"] = None

@@ -40,7 +40,8 @@ class Store:
         self._by_cookie: dict[str, str] = {}
 
     def add_identity(
-        self, email: str, password: str, has_second_factor: bool, traits: dict[str, Any] | None
+        self, email: str, password: str, has_second_factor: bool, traits: dict[str, Any] | None,
+        metadata_public: dict[str, Any] | None = None,
     ) -> Identity:
         identity = Identity(
             id=str(uuid.uuid4()),
@@ -51,6 +52,7 @@ class Store:
             created_at=self._clock(),
             verifiable_address_id=str(uuid.uuid4()),
             recovery_address_id=str(uuid.uuid4()),
+            metadata_public=dict(metadata_public) if metadata_public is not None else None,
         )
         self.identities[identity.id] = identity
         return identity

@@ -311,3 +311,17 @@ async def test_official_sdk_reads_the_session(
     async with asyncio.timeout(10):
         session_id, identity_id = await asyncio.to_thread(call)
     assert (session_id, identity_id) == (session.id, alice.identity_id)
+
+
+async def test_whoami_carries_metadata_public_set_by_an_admin(
+    client: Client, ory: OryStandin
+) -> None:
+    identity_id = ory.add_identity("root@example.com", metadata_public={"role": "admin"})
+    session = ory.create_session(identity_id)
+    resp = await client.get("/sessions/whoami", headers=token_header(session))
+    body = await resp.json()
+    assert body["identity"]["metadata_public"] == {"role": "admin"}
+    parsed = Session.from_json(json.dumps(body))
+    assert parsed is not None
+    assert parsed.identity is not None
+    assert parsed.identity.metadata_public == {"role": "admin"}

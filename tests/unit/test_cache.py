@@ -59,6 +59,9 @@ class RecordingBus:
     def start(self, deliver: Deliver) -> None:
         pass
 
+    async def settle(self) -> None:
+        pass
+
     async def stop(self) -> None:
         pass
 
