@@ -88,7 +88,7 @@ def situation_for(
     navigation = html_allowed and is_browser_navigation(request, method)
     browser_cookie = request.cookies.get(LOOP_COOKIE) or None
     browser = "|".join(
-        (request.remote or "", request.headers.get("User-Agent", ""),
+        (client_address(request, services.config), request.headers.get("User-Agent", ""),
          credential.key.hex() if credential else "")
     )
     return_to = request_origin(request, services.config) + target.path_qs
@@ -112,6 +112,17 @@ def is_trusted_peer(request: web.BaseRequest, config: GatewayConfig) -> bool:
     except ValueError:
         return False
     return any(address in network for network in networks)
+
+
+def client_address(request: web.BaseRequest, config: GatewayConfig) -> str:
+    """The client's address: what the nearest trusted proxy put last in X-Forwarded-For (a
+    proxy asking /_auth/check speaks for many clients), else the peer."""
+    if is_trusted_peer(request, config):
+        chain = ",".join(request.headers.getall("X-Forwarded-For", []))
+        nearest = chain.rsplit(",", 1)[-1].strip()
+        if nearest:
+            return nearest
+    return request.remote or ""
 
 
 def forwarded_host(request: web.BaseRequest, config: GatewayConfig, trusted: bool) -> str:

@@ -10,7 +10,7 @@ from gateway.errors import BadRequestError
 from gateway.headers import normalise_name
 from gateway.paths import canonical_target
 from gateway.redirects import login_url
-from gateway.routes import Route, RouteTable
+from gateway.routes import Route, RouteTable, describe_requirement, request_host
 
 _OUTCOMES = {
     "public": "proxied without a session look-up; identity headers from the client are stripped",
@@ -23,7 +23,7 @@ _OUTCOMES = {
 def config_warnings(config: GatewayConfig) -> list[str]:
     """Things that load fine but are probably mistakes."""
     warnings = [
-        f"routes[{later.index}]: can never match: routes[{earlier.index}] {earlier.pattern!r}"
+        f"routes[{later.index}]: can never match: routes[{earlier.index}] {earlier.label!r}"
         " already covers every request it would"
         for later, earlier in RouteTable(config).shadowed()
     ]
@@ -50,12 +50,17 @@ def check_report(config: GatewayConfig) -> str:
 
 
 def explain_request(config: GatewayConfig, method: str, url: str) -> str:
-    """Which route a request matches and what the gateway would do with it."""
+    """Which route a request matches and what the gateway would do with it. A full URL
+    names the host too (host routes); a bare path matches as if no host route applied."""
+    host, origin = "", config.server.public_url or "http://" + str(config.server.listen)
     if url.startswith("/"):
         raw = url.partition("#")[0]  # a request target as sent: "//admin" is a path, not a host
     else:
         parts = urlsplit(url)
         raw = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host = request_host(parts.netloc.rpartition("@")[2])
+        if not config.server.public_url and parts.scheme in ("http", "https") and host:
+            origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
     method = method.upper()
     try:
         target = canonical_target(raw)
@@ -64,26 +69,30 @@ def explain_request(config: GatewayConfig, method: str, url: str) -> str:
     prefix = config.server.auth_prefix
     if target.path == prefix or target.path.startswith(prefix + "/"):
         return f"{method} {target.path}\n  outcome:  answered by the gateway itself ({prefix})"
-    route = RouteTable(config).match(method, target.path)
-    lines = [
-        f"{method} {target.path_qs}",
+    table = RouteTable(config)
+    route = table.match(method, target.path, host)
+    lines = [f"{method} {target.path_qs}"]
+    if host:
+        lines.append(f"  host:     {host}")
+    elif any(r.host is not None for r in table.routes):
+        lines.append("  host:     none given (a full URL names one); routes with a host skipped")
+    lines += [
         f"  path:     {target.path} (canonical; the query never takes part in matching)",
         f"  route:    {route.describe()}",
         f"  outcome:  {_OUTCOMES[route.access]}",
     ]
-    lines += _requirements(config, route, target.path_qs)
+    lines += _requirements(config, route, origin + target.path_qs)
     if route.access != "deny":
-        lines.append(f"  upstream: {config.upstream.url}{target.path_qs}")
+        lines.append(f"  upstream: {route.upstream or config.upstream.url}{target.path_qs}")
         stripped = ", ".join(sorted({normalise_name(h.name) for h in config.identity_headers}))
         lines.append(f"  stripped: client-sent {stripped} (every spelling)")
     return "\n".join(lines)
 
 
-def _requirements(config: GatewayConfig, route: Route, path_qs: str) -> list[str]:
+def _requirements(config: GatewayConfig, route: Route, return_to: str) -> list[str]:
     if route.access != "authenticated":
         return []
-    origin = config.server.public_url or "http://" + str(config.server.listen)
-    login = login_url(config.ory.browser_base, config.ory.login_path, origin + path_qs)
+    login = login_url(config.ory.browser_base, config.ory.login_path, return_to)
     lines = [
         f"  no session: browsers get 303 to {login}; API clients get 401 JSON",
     ]
@@ -91,4 +100,8 @@ def _requirements(config: GatewayConfig, route: Route, path_qs: str) -> list[str
         lines.append(f"  requires: {route.aal} (else step-up: login with aal=aal2)")
     if route.max_age is not None:
         lines.append(f"  requires: login at most {route.max_age:g}s old (else refresh=true)")
+    lines += [
+        f"  requires: {describe_requirement(r)} (else 403 access_denied, the forbidden page)"
+        for r in route.require
+    ]
     return lines

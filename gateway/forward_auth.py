@@ -13,6 +13,7 @@ understands, with the login URL in `Location`.
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 
@@ -33,17 +34,28 @@ from gateway.respond import NO_STORE, json_error
 from gateway.routes import request_host
 
 log = logging.getLogger("gateway.forward_auth")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Z-]+")  # RFC 9110 token (upper-cased)
 _LOGIN_ERRORS = (SessionRequiredError, StepUpRequiredError, RefreshRequiredError)
 
 
-def original_method(request: web.Request) -> str:
-    headers = request.headers
-    method = headers.get("X-Forwarded-Method") or headers.get("X-Original-Method") or "GET"
-    return method.strip().upper()
+def _described(request: web.Request, name: str, *, nginx: bool) -> str | None:
+    """`X-Forwarded-<name>` or `X-Original-<name>`; each endpoint believes its own proxy's
+    spelling first, because a proxy overwrites only the one it sets and passes the other
+    through from the client (nginx forwards a client's `X-Forwarded-Uri` as it came)."""
+    forwarded = request.headers.get(f"X-Forwarded-{name}")
+    original = request.headers.get(f"X-Original-{name}")
+    return (original or forwarded) if nginx else (forwarded or original)
 
 
-def original_uri(request: web.Request) -> str:
-    uri = request.headers.get("X-Forwarded-Uri") or request.headers.get("X-Original-URI")
+def original_method(request: web.Request, *, nginx: bool) -> str:
+    method = (_described(request, "Method", nginx=nginx) or "GET").strip().upper()
+    if not _TOKEN.fullmatch(method):
+        raise BadRequestError("X-Forwarded-Method (or X-Original-Method) is not an HTTP method")
+    return method
+
+
+def original_uri(request: web.Request, *, nginx: bool) -> str:
+    uri = _described(request, "Uri", nginx=nginx)
     if not uri:
         raise BadRequestError("X-Forwarded-Uri (or X-Original-URI) names no request")
     return uri.strip()
@@ -60,8 +72,8 @@ async def check(
         outcome.decision = "denied"
         return json_error(AccessDeniedError("forward auth answers trusted proxies only"),
                           request_id=outcome.request_id)
-    method = original_method(request)
-    target = canonical_target(original_uri(request))  # BadRequestError: 400, like a proxy
+    method = original_method(request, nginx=nginx)
+    target = canonical_target(original_uri(request, nginx=nginx))  # ambiguous: 400
     config = services.config.ory
     credential = extract_credential(
         request.headers, config.credentials, config.session_cookie,

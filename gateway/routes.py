@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -55,11 +56,20 @@ class Route:
         needs = [f"aal={self.aal}"] if self.aal else []
         if self.max_age is not None:
             needs.append(f"max_age={self.max_age:g}s")
-        needs += [f"require {r.dotted} in {list(r.values)}" for r in self.require]
+        needs += [f"require {describe_requirement(r)}" for r in self.require]
         extra = f" ({', '.join(needs)})" if needs else ""
         host = f" host={self.host}" if self.host else ""
         upstream = f" -> upstream {self.upstream}" if self.upstream else ""
         return f"{where}{host} [{methods}] -> {self.access}{extra}{upstream}"
+
+
+def describe_requirement(requirement: Requirement) -> str:
+    """`identity.metadata_public.role in ["admin", "ops"]`, values as JSON (so `true` and
+    `"true"` read differently, as they compare)."""
+    values = [json.dumps(value, ensure_ascii=False) for value in requirement.values]
+    if len(values) == 1:
+        return f"{requirement.dotted} = {values[0]}"
+    return f"{requirement.dotted} in [{', '.join(values)}]"
 
 
 def host_matches(pattern: str, host: str) -> bool:

@@ -186,3 +186,63 @@ def test_explain_bare_double_slash_target_is_explained_as_the_gateway_routes_it(
 
 def test_explain_path_beside_auth_prefix_is_proxied(config: GatewayConfig) -> None:
     assert "route:    default" in explain_request(config, "GET", "/_authx")
+
+
+HOSTS = """
+[upstream]
+url = "http://legacy:8080"
+
+[[routes]]
+host = "crm.example.com"
+path = "/**"
+upstream = "http://crm:3200"
+[routes.require]
+"identity.traits.department" = "sales"
+"identity.metadata_public.level" = [1, true]
+
+[[routes]]
+host = "*.example.com"
+path = "/reports/**"
+access = "public"
+
+[[routes]]
+host = "crm.example.com"
+path = "/x"
+"""
+
+
+def test_explain_full_url_matches_host_routes_and_names_their_app_and_requirements() -> None:
+    config = load_config(HOSTS, {})
+    report = lines_of(explain_request(config, "GET", "https://CRM.Example.com:8443/deals?q=1"))
+
+    assert "host:     crm.example.com" in report
+    route = next(line for line in report if line.startswith("route:"))
+    assert "host=crm.example.com" in route
+    assert "-> upstream http://crm:3200" in route
+    assert 'requires: identity.traits.department = "sales" (else 403 access_denied, the ' \
+        "forbidden page)" in report
+    assert "requires: identity.metadata_public.level in [1, true] (else 403 access_denied, " \
+        "the forbidden page)" in report
+    assert "upstream: http://crm:3200/deals?q=1" in report
+    login = next(line for line in report if line.startswith("no session:"))
+    assert "return_to=https%3A%2F%2Fcrm.example.com%3A8443%2Fdeals%3Fq%3D1" in login
+
+
+def test_explain_wildcard_host_and_bare_path_skip_host_routes() -> None:
+    config = load_config(HOSTS, {})
+    wiki = lines_of(explain_request(config, "GET", "http://wiki.example.com/reports/q3"))
+    assert any("routes[1] /reports/** host=*.example.com" in line for line in wiki)
+    assert "upstream: http://legacy:8080/reports/q3" in wiki
+
+    bare = lines_of(explain_request(config, "GET", "/deals"))
+    assert "route:    default [any method] -> authenticated" in bare
+    assert any(line.startswith("host:     none given") for line in bare)
+    apex = lines_of(explain_request(config, "GET", "http://example.com/reports/q3"))
+    assert "route:    default [any method] -> authenticated" in apex
+
+
+def test_check_warns_about_host_route_shadowed_by_an_earlier_one_on_the_same_host() -> None:
+    warnings = config_warnings(load_config(HOSTS, {}))
+    assert "routes[2]: can never match: routes[0] 'crm.example.com/**' already covers every " \
+        "request it would" in warnings
+    assert not any(w.startswith("routes[1]") for w in warnings)
