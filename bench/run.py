@@ -10,7 +10,9 @@ Starts, all on 127.0.0.1 and on ports free at run time:
   * a static upstream: nginx `return 200` when nginx is installed, else
     bench/upstream_server.py (raw asyncio), so the app is never the bottleneck;
   * each server under test: the gateway (1 worker, 2 workers), nginx auth_request with and
-    without proxy_cache on the auth call, Caddy forward_auth, and bench/floor_proxy.py;
+    without proxy_cache on the auth call, Caddy forward_auth (both asking Ory directly),
+    nginx auth_request and Caddy forward_auth asking the gateway's /_auth/check (issue 13),
+    and bench/floor_proxy.py;
 then drives each with wrk (32 connections, a random user's cookie per request,
 bench/cookies.lua) and prints requests/s, p50/p99 latency, the server's CPU time per request
 (utime+stime of its whole process tree, from /proc), whoami calls (counted by the stand-in)
@@ -316,11 +318,73 @@ http://{HOST}:{port} {{
 """
 
 
+def nginx_check_conf(prefix: Path, port: int, gateway_port: int, upstream_port: int) -> str:
+    """nginx auth_request asking the gateway's /_auth/check/nginx (the README's check
+    location), with keep-alive to the app like the direct row."""
+    return f"""\
+{_nginx_head(prefix)}
+    upstream app {{ server {HOST}:{upstream_port}; keepalive 64; keepalive_requests 1000000; }}
+    upstream gateway {{ server {HOST}:{gateway_port}; keepalive 64; keepalive_requests 1000000; }}
+    server {{
+        listen {HOST}:{port};
+        location / {{
+            auth_request /_auth/check/nginx;
+            auth_request_set $user_id $upstream_http_x_user_id;
+            proxy_set_header X-User-Id $user_id;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://app;
+        }}
+        location = /_auth/check/nginx {{
+            internal;
+            proxy_pass http://gateway;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def caddyfile_check(port: int, gateway_port: int, upstream_port: int) -> str:
+    """Caddy forward_auth asking the gateway's /_auth/check (the README's route)."""
+    return f"""\
+{{
+\tadmin off
+\tauto_https off
+\tlog {{
+\t\toutput stderr
+\t\tlevel ERROR
+\t}}
+}}
+
+http://{HOST}:{port} {{
+\tbind {HOST}
+\troute {{
+\t\trequest_header -X-User-Id
+\t\tforward_auth {HOST}:{gateway_port} {{
+\t\t\turi /_auth/check
+\t\t\tcopy_headers X-User-Id
+\t\t}}
+\t\treverse_proxy {HOST}:{upstream_port}
+\t}}
+}}
+"""
+
+
 def gateway_toml(port: int, ory_port: int, upstream_port: int, workers: int, ttl: float,
-                 refresh_ahead: float, *, observed: bool = False) -> str:
-    """`observed`: JSON logs and Prometheus metrics on (the `gw1-obs` row)."""
+                 refresh_ahead: float, *, observed: bool = False, checks: bool = False) -> str:
+    """`observed`: JSON logs and Prometheus metrics on (the `gw1-obs` row); `checks`: a
+    proxy on this host may ask /_auth/check (the forward-auth rows)."""
     extra = f'log_format = "json"\n\n[metrics]\nlisten = "{HOST}:{free_port()}"\n' \
         if observed else ""
+    trusted = f'trusted_proxies = ["{HOST}/32"]\n' if checks else ""
     return f"""\
 default_access = "authenticated"
 
@@ -328,7 +392,7 @@ default_access = "authenticated"
 listen = "{HOST}:{port}"
 workers = {workers}
 secret = "bench-secret-bench-secret-bench-secret"
-{extra}
+{trusted}{extra}
 [ory]
 url = "http://{HOST}:{ory_port}"
 session_cookie = "{COOKIE}"
@@ -352,6 +416,10 @@ class Row:
     start: Callable[[], subprocess.Popen[bytes]]
     port: int
     workers: int = 1  # separate caches (for the whoami bound)
+    # The gateway behind a forward-auth proxy: started first, its CPU counted apart too.
+    companion: Callable[[], subprocess.Popen[bytes]] | None = None
+    companion_port: int = 0
+    companion_proc: subprocess.Popen[bytes] | None = None
     proc: subprocess.Popen[bytes] | None = None
     runs: list[dict[str, float]] = field(default_factory=list)
     peak_kb: int = 0
@@ -447,6 +515,7 @@ class Stack:
                               observed=True),
             self._baseline_row(),
             self._nginx_row(cache=False), self._nginx_row(cache=True), self._caddy_row(),
+            self._nginx_check_row(), self._caddy_check_row(),
             self._floor_row(),
         ]
         return [r for r in rows if r is not None and (wanted is None or r.key in wanted)]
@@ -528,6 +597,64 @@ class Stack:
 
         return Row("caddy", "Caddy forward_auth", start, port)
 
+    def _checking_gateway(self, key: str) -> tuple[Callable[[], subprocess.Popen[bytes]], int]:
+        """A 1-worker gateway that answers /_auth/check for a proxy. It takes Ory's place in
+        the direct rows, so it runs where the stand-in does (core 1)."""
+        port = free_port()
+        config = self.work / f"{key}-gateway.toml"
+        config.write_text(gateway_toml(port, self.ory_port, self.upstream_port, 1,
+                                       self.args.ttl, self.args.refresh_ahead, checks=True))
+        argv = [self.python, "-m", "gateway", "serve", "--config", str(config)]
+
+        def start() -> subprocess.Popen[bytes]:
+            return self.children.start(f"{key}-gateway", argv, cpus="1", env=self.env(),
+                                       cwd=ROOT)
+
+        return start, port
+
+    def _nginx_check_row(self) -> Row | None:
+        if self.nginx is None:
+            return None
+        port = free_port()
+        key = "nginx-check"
+        companion, gateway_port = self._checking_gateway(key)
+        prefix = self._prefix(key)
+        conf = prefix / "nginx.conf"
+        conf.write_text(nginx_check_conf(prefix, port, gateway_port, self.upstream_port))
+        nginx = self.nginx
+
+        def start() -> subprocess.Popen[bytes]:
+            return self.children.start(
+                key, [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
+                cpus="0",
+            )
+
+        return Row(key, "nginx auth_request -> gateway check", start, port,
+                   companion=companion, companion_port=gateway_port)
+
+    def _caddy_check_row(self) -> Row | None:
+        if self.caddy is None:
+            return None
+        port = free_port()
+        key = "caddy-check"
+        companion, gateway_port = self._checking_gateway(key)
+        home = self.work / f"{key}-home"
+        home.mkdir()
+        conf = home / "Caddyfile"
+        conf.write_text(caddyfile_check(port, gateway_port, self.upstream_port))
+        caddy = self.caddy
+        env = self.env(HOME=str(home), XDG_DATA_HOME=str(home / "data"),
+                       XDG_CONFIG_HOME=str(home / "config"))
+
+        def start() -> subprocess.Popen[bytes]:
+            return self.children.start(
+                key, [caddy, "run", "--config", str(conf), "--adapter", "caddyfile"],
+                cpus="0", env=env,
+            )
+
+        return Row(key, "Caddy forward_auth -> gateway check", start, port,
+                   companion=companion, companion_port=gateway_port)
+
     def _floor_row(self) -> Row:
         port = free_port()
 
@@ -544,6 +671,10 @@ class Stack:
         return Row("floor", "floor: aiohttp + dict cache", start, port)
 
     def start_row(self, row: Row) -> None:
+        if row.companion is not None:
+            row.companion_proc = row.companion()
+            wait_port(row.companion_port, row.companion_proc, f"{row.key}-gateway",
+                      self.children)
         row.proc = row.start()
         wait_port(row.port, row.proc, row.key, self.children)
         if row.workers > 1:
@@ -581,14 +712,17 @@ def measure(row: Row, stack: Stack, wrk: str, pin: bool) -> dict[str, float]:
     args = stack.args
     run_wrk(wrk, row.port, args.warmup, stack, pin)
     pids = process_tree(row.proc.pid)
+    gateway_pids = process_tree(row.companion_proc.pid) if row.companion_proc else []
+    gateway_ticks = cpu_ticks(gateway_pids)
     ticks, calls, ory_ticks = cpu_ticks(pids), stack.whoami_calls(), cpu_ticks([stack.ory_pid])
     cores = core_times()
     result = run_wrk(wrk, row.port, args.duration, stack, pin)
     busy = busy_percent(cores, core_times())
     ticks = cpu_ticks(pids) - ticks
+    gateway_ticks = cpu_ticks(gateway_pids) - gateway_ticks
     ory_ticks = cpu_ticks([stack.ory_pid]) - ory_ticks
     calls = stack.whoami_calls() - calls
-    row.peak_kb = max(row.peak_kb, peak_rss_kb(process_tree(row.proc.pid)))
+    row.peak_kb = max(row.peak_kb, peak_rss_kb(process_tree(row.proc.pid) + gateway_pids))
     requests = max(int(result["requests"]), 1)
     seconds = result["duration_us"] / 1e6
     errors = sum(int(v) for k, v in result.items() if k.startswith("errors_"))
@@ -596,7 +730,8 @@ def measure(row: Row, stack: Stack, wrk: str, pin: bool) -> dict[str, float]:
         "rps": requests / seconds,
         "p50_ms": result["p50_us"] / 1000,
         "p99_ms": result["p99_us"] / 1000,
-        "cpu_us": ticks / CLK_TCK * 1e6 / requests,
+        "cpu_us": (ticks + gateway_ticks) / CLK_TCK * 1e6 / requests,
+        "gateway_cpu_us": gateway_ticks / CLK_TCK * 1e6 / requests,
         "whoami": float(calls),
         "ory_cpu_pct": ory_ticks / CLK_TCK / seconds * 100,
         "core0_busy_pct": busy[0],
@@ -635,7 +770,7 @@ def table(rows: list[Row]) -> str:
 
 
 def verdicts(rows: dict[str, Row], args: argparse.Namespace) -> list[tuple[str, str]]:
-    """(PASS|FAIL|SKIP, text) for each target of issue 5."""
+    """(PASS|FAIL|SKIP, text) for each target (issues 5, 10, 11, 13)."""
     out: list[tuple[str, str]] = []
 
     def check(ok: bool | None, text: str) -> None:
@@ -659,6 +794,19 @@ def verdicts(rows: dict[str, Row], args: argparse.Namespace) -> list[tuple[str, 
         g, o = median(gw, "rps"), median(other, "rps")
         check(g >= 2 * o, f"gateway req/s {g:.0f} >= 2x {name} {o:.0f} (= {2 * o:.0f}); "
                           f"ratio {g / o:.2f}x")
+    for key, direct, name in (("nginx-check", "nginx", "nginx auth_request"),
+                              ("caddy-check", "caddy", "Caddy forward_auth")):
+        row, other = rows.get(key), rows.get(direct)
+        if row is None or not row.runs or other is None or not other.runs:
+            check(None, f"{name} -> gateway check: not installed / not run")
+            continue
+        c, o = median(row, "rps"), median(other, "rps")
+        check(c >= 3 * o, f"{name} -> gateway check {c:.0f} req/s >= 3x {name} -> Ory "
+                          f"{o:.0f} (= {3 * o:.0f}); ratio {c / o:.2f}x (issue 13)")
+        per_check, per_request = median(row, "gateway_cpu_us"), median(gw, "cpu_us")
+        check(per_check <= per_request,
+              f"{name}: gateway CPU per check {per_check:.0f} us <= per proxied request "
+              f"{per_request:.0f} us (issue 13)")
     p99 = median(gw, "p99_ms")
     check(p99 < 15.0, f"gateway p99 {p99:.2f} ms < 15 ms")
     observed = rows.get("gw1-obs")
@@ -721,7 +869,10 @@ def machine_summary(stack: Stack, wrk: str, pin: bool) -> str:
         f"upstream: {stack.upstream_kind}",
         "columns: CPU us/req = utime+stime of the server's processes / requests; whoami/run "
         "= calls the stand-in answered during the measured run; Ory CPU = the stand-in's "
-        "CPU, % of one core; cores busy = core 0 / core 1, whole machine",
+        "CPU, % of one core; cores busy = core 0 / core 1, whole machine; '-> gateway "
+        "check' rows: the proxy (core 0) asks a 1-worker gateway on core 1, where Ory's "
+        "stand-in sits for the direct rows; CPU us/req is both together, the gateway's own "
+        "share is in the targets",
         "pinning: " + ("server under test on core 0; wrk, stand-in and upstream share core 1; "
                        "* = not pinned (both cores)" if pin else "none (fewer than 2 cores "
                        "or no taskset)"),
@@ -808,7 +959,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark the gateway against nginx, Caddy and a minimal Python proxy.",
         epilog="Rows: gw1, gw2, gw1-obs, base (with --baseline), nginx, nginx-cache, caddy, "
-               "floor.",
+               "nginx-check, caddy-check, floor.",
     )
     parser.add_argument("--quick", action="store_true",
                         help="1 s warm-up + 3 s measured per round (default 5 s + 10 s)")
@@ -930,7 +1081,9 @@ def benchmark(stack: Stack, wrk: str, pin: bool, started: float) -> int:
                   flush=True)
     for row in rows:
         if row.proc is not None:
-            row.peak_kb = max(row.peak_kb, peak_rss_kb(process_tree(row.proc.pid)))
+            companion = process_tree(row.companion_proc.pid) if row.companion_proc else []
+            row.peak_kb = max(row.peak_kb,
+                              peak_rss_kb(process_tree(row.proc.pid) + companion))
     print()
     print(table(rows))
     print(machine_summary(stack, wrk, pin).split("\n", 1)[1])
