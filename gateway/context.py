@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from gateway.redirects import LOOP_COOKIE
 from gateway.respond import Responder, Situation, is_browser_navigation
 from gateway.revocation import Revoker
 from gateway.routes import Route, RouteTable
+from gateway.units import IPNetwork
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +109,15 @@ def is_trusted_peer(request: web.BaseRequest, config: GatewayConfig) -> bool:
     networks = config.server.trusted_proxies
     if not networks or not request.remote:
         return False
+    return _in_networks(request.remote, networks)
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_networks(remote: str, networks: tuple[IPNetwork, ...]) -> bool:
+    """Cached: a forward-auth proxy asks from the same few addresses, and parsing one costs
+    as much as the rest of a cached check."""
     try:
-        address = ipaddress.ip_address(request.remote)
+        address = ipaddress.ip_address(remote)
     except ValueError:
         return False
     return any(address in network for network in networks)
