@@ -76,16 +76,18 @@ class Authenticator:
         return result
 
     def check_requirements(self, route: Route, session: Session) -> None:
-        """The route's `aal`, `max_age` and `require` (docs/reference.md#outcomes)."""
-        if route.aal is not None and aal_rank(session.aal) < aal_rank(route.aal):
-            raise StepUpRequiredError()
-        if route.max_age is not None and self._clock() - session.authenticated_at > route.max_age:
-            raise RefreshRequiredError()
+        """The route's `require`, `aal` and `max_age` (docs/reference.md#outcomes). The
+        requirements come first: a second factor or a fresh login cannot give an account
+        the role it lacks, so nobody is sent through one only to be refused after."""
         if route.require and not meets_all(session, route.require):
             raise ForbiddenError(
                 "the session does not meet this route's requirements",
                 signed_in_as=session.email or session.identity_id,
             )
+        if route.aal is not None and aal_rank(session.aal) < aal_rank(route.aal):
+            raise StepUpRequiredError()
+        if route.max_age is not None and self._clock() - session.authenticated_at > route.max_age:
+            raise RefreshRequiredError()
 
 
 def meets_all(session: Session, requirements: tuple[Requirement, ...]) -> bool:

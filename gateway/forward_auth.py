@@ -28,6 +28,7 @@ from gateway.errors import (
     SessionRequiredError,
     StepUpRequiredError,
 )
+from gateway.headers import underscored
 from gateway.outcome import OUTCOME, Outcome
 from gateway.paths import canonical_target
 from gateway.respond import NO_STORE, json_error
@@ -72,6 +73,11 @@ async def check(
         outcome.decision = "denied"
         return json_error(AccessDeniedError("forward auth answers trusted proxies only"),
                           request_id=outcome.request_id)
+    if underscored(request.headers.keys(), Services.identity_names(services.config)):
+        log.warning("forward auth refused: an identity header spelled with underscores")
+        return json_error(BadRequestError(
+            "an identity header is spelled with underscores; proxies pass it on to the app"
+        ), request_id=outcome.request_id)
     method = original_method(request, nginx=nginx)
     target = canonical_target(original_uri(request, nginx=nginx))  # ambiguous: 400
     config = services.config.ory

@@ -43,6 +43,13 @@ def normalise_name(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
+def underscored(names: Iterable[str], strip: frozenset[str]) -> bool:
+    """Whether a header name spells an identity header with an underscore (`X_User_Id`).
+    A proxy in front removes `X-User-Id` but passes this spelling on, and PHP, Rack and
+    WSGI servers read it as the same header, so a forward-auth check refuses it."""
+    return any("_" in name and normalise_name(name) in strip for name in names)
+
+
 def encode_value(value: str) -> str:
     """Header-safe value: anything outside visible ASCII (and `%`) is percent-encoded UTF-8,
     and so are spaces at either end, which every HTTP parser strips: "admin" and " admin "

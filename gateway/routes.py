@@ -81,11 +81,13 @@ def host_matches(pattern: str, host: str) -> bool:
 
 
 def request_host(value: str) -> str:
-    """A Host header (or X-Forwarded-Host) as routes compare it: lower-case, no port."""
+    """A Host header (or X-Forwarded-Host) as routes compare it: lower-case, no port, no
+    trailing dot (`a.test.` is the same name as `a.test`, and must meet its routes)."""
     host = value.strip().lower()
     if host.startswith("["):
         return host.partition("]")[0] + "]"
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
+    host = host.rpartition(":")[0] if host.count(":") == 1 else host
+    return host[:-1] if host.endswith(".") else host
 
 
 def aal_rank(aal: str) -> int:

@@ -150,14 +150,16 @@ def parse_session(
 
 
 def _claims(payload: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> str:
-    """The required fields that are there, as compact JSON (scalars and lists of them)."""
-    found = {}
+    """The required fields that are there, as compact JSON: scalars, and of a list its
+    scalars (a null or an object in it can equal no required value, but must not hide the
+    ones beside it)."""
+    found: dict[str, Any] = {}
     for path in paths:
         value = lookup(payload, path)
-        if isinstance(value, str | int | float | bool) or (
-            isinstance(value, list) and all(isinstance(v, str | int | float | bool) for v in value)
-        ):
+        if isinstance(value, str | int | float | bool):
             found[".".join(path)] = value
+        elif isinstance(value, list):
+            found[".".join(path)] = [v for v in value if isinstance(v, str | int | float | bool)]
     return json.dumps(found, separators=(",", ":"), sort_keys=True) if found else ""
 
 
