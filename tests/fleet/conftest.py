@@ -1,13 +1,8 @@
-"""A fleet of real gateway processes on one real Redis (docs/reference.md#running-several-replicas).
-
-* `redis_server`: Debian's `redis-server` on a free port in a tmp dir; `kill()` (SIGKILL)
-  and `start()` again on the same port.
-* `RedisProxy`: a TCP proxy in front of it, pass-through, slow (a delay per chunk) or a
-  black hole (accepts, never forwards), for a slow or stuck Redis.
-* `Backends` / `fleet`: one Ory stand-in and one upstream in this process, N
-  `bench.soak.GatewayProcess` gateways sharing them and a Redis, each with its own metrics
-  port and JSON logs.
-"""
+"""Real gateway processes on one real Redis (docs/reference.md#running-several-replicas):
+`redis_server` (Debian's redis-server, SIGKILLed and started again on its port; it and
+`RedisProxy`, pass-through, slow or a black hole, live in redis_process.py) and `fleet`: N
+`bench.soak.GatewayProcess` gateways sharing one Redis, one Ory stand-in and one upstream
+(`backends`), each with its own metrics port and JSON logs."""
 
 from __future__ import annotations
 
@@ -15,19 +10,16 @@ import asyncio
 import contextlib
 import functools
 import json
-import shutil
-import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import unused_port
 
 from bench.soak import (
     GatewayProcess,
@@ -37,8 +29,14 @@ from bench.soak import (
     serve,
 )
 from gateway.standin import OryStandin, StandinSession
+from tests.fleet.redis_process import (
+    REDIS_SERVER,
+    RedisProxy,
+    RedisServer,
+    free_port,
+    wait_until,
+)
 
-REDIS_SERVER = shutil.which("redis-server")
 needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 SECRET = "fleet-secret-" + "0123456789abcdef" * 3
 HOOK_TOKEN = "fleet-hook-token-0123456789abcdef"
@@ -48,65 +46,14 @@ ROUTES = """
 [[routes]]
 path = "/public/**"
 access = "public"
-
 [[routes]]
 path = "/maybe/**"
 access = "optional"
 """
 
 
-class RedisServer:
-    """One redis-server process; killed and started again on the same port."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = unused_port()
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self, within: float = 10.0) -> None:
-        assert REDIS_SERVER is not None
-        self.process = await asyncio.create_subprocess_exec(
-            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(self.directory),
-            "--logfile", str(self.directory / "redis.log"),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        await wait_until(self._pong, within, every=0.02, what="redis-server answers PING")
-
-    async def _pong(self) -> bool:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        except OSError:
-            return False
-        try:
-            writer.write(b"PING\r\n")
-            return await asyncio.wait_for(reader.readline(), 1.0) == b"+PONG\r\n"
-        except (OSError, TimeoutError):
-            return False
-        finally:
-            writer.close()
-
-    async def kill(self) -> None:
-        """SIGKILL, and wait (bounded) until it is gone."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await asyncio.wait_for(self.process.wait(), 5)
-        self.process = None
-
-    def client(self) -> Any:
-        import redis.asyncio as aioredis
-
-        return aioredis.from_url(self.url, socket_timeout=5.0)
-
-
 @pytest.fixture
 async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
     server = RedisServer(tmp_path)
     await server.start()
     try:
@@ -115,57 +62,15 @@ async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
         await server.kill()
 
 
-class RedisProxy:
-    """TCP in front of Redis: mode "pass", "delay" (`delay` s before each chunk) or
-    "blackhole" (accepts connections and bytes, forwards nothing)."""
-
-    def __init__(self, target_port: int, delay: float = 0.2) -> None:
-        self.target_port = target_port
-        self.delay = delay
-        self.mode = "pass"
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-        await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer),
-                             return_exceptions=True)
-        for w in (writer, up_writer):
-            self._writers.discard(w)
-            w.close()
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while chunk := await reader.read(65536):
-                if self.mode == "blackhole":
-                    continue
-                if self.mode == "delay":
-                    await asyncio.sleep(self.delay)
-                writer.write(chunk)
-                await writer.drain()
-        finally:
-            writer.close()
-
-    async def stop(self) -> None:
-        for writer in list(self._writers):
-            writer.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+@pytest.fixture
+async def redis_proxy(redis_server: RedisServer) -> AsyncIterator[RedisProxy]:
+    """A TCP proxy in front of `redis_server`; set `.mode` to "delay" or "blackhole"."""
+    proxy = RedisProxy(redis_server.port, delay=0.2)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
 
 
 @dataclass
@@ -175,7 +80,6 @@ class Backends:
     ory: OryStandin
     ory_url: str
     upstream_url: str
-    origins: list[str] = field(default_factory=list)
 
     @property
     def whoami_calls(self) -> int:
@@ -187,7 +91,7 @@ class Backends:
 
 
 async def endless_events(request: web.Request) -> web.StreamResponse:
-    """An SSE stream that goes on until the client (or the gateway) ends it."""
+    """SSE until the client (or the gateway) ends it."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     while True:
@@ -213,8 +117,6 @@ async def backends() -> AsyncIterator[Backends]:
 
 @dataclass
 class Node:
-    """One gateway of the fleet."""
-
     process: GatewayProcess
     metrics_port: int
 
@@ -228,23 +130,23 @@ class Node:
     def access(self, path: str = "/app/page") -> list[dict[str, Any]]:
         return [e for e in self.logs() if e["logger"] == "gateway.access" and e["path"] == path]
 
-    async def access_lines(self, count: int, path: str = "/app/page",
-                           within: float = 5.0) -> list[dict[str, Any]]:
-        """The access lines of `path`, once there are `count` (they are written in batches)."""
+    async def access_lines(self, count: int, path: str = "/app/page") -> list[dict[str, Any]]:
+        """Once there are `count` (the gateway writes them in batches)."""
         async def enough() -> bool:
             return len(self.access(path)) >= count
 
-        await wait_until(enough, within, what=f"{count} access lines on {self.origin}")
+        await wait_until(enough, 5.0, what=f"{count} access lines on {self.origin}")
         return self.access(path)
 
     def events(self) -> list[str]:
-        """Its log lines other than access lines (for assertion messages)."""
+        """Lines other than access lines."""
         return [e["message"] for e in self.logs() if e["logger"] != "gateway.access"]
 
     def count(self, text: str) -> int:
         return sum(text in entry["message"] for entry in self.logs())
 
     async def metric(self, http: aiohttp.ClientSession, name: str) -> float | None:
+        """`name` with its labels, e.g. 'gateway_revocations_total{source="hook"}'."""
         async with http.get(f"http://127.0.0.1:{self.metrics_port}/metrics") as response:
             for line in (await response.text()).splitlines():
                 if line.startswith(name + " "):
@@ -255,17 +157,25 @@ class Node:
         async with http.get(f"{self.origin}/_auth/ready") as response:
             return str((await response.json())["fleet"])
 
+    async def connected(self, http: aiohttp.ClientSession) -> bool:
+        try:
+            return await self.fleet_state(http) == "connected"
+        except aiohttp.ClientError:
+            assert self.process.running, self.process.lines
+            return False
+
 
 def node_config(backends: Backends, redis_url: str, metrics_port: int, *, ttl: str,
-                shared_cache: bool, secret: str) -> str:
+                secret: str, fleet_keys: str, more: str) -> str:
     tables = f"""
 [fleet]
 redis_url = "{redis_url}"
-shared_cache = {str(shared_cache).lower()}
+{fleet_keys}
 [hooks]
 token = "{HOOK_TOKEN}"
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
+{more}
 {ROUTES}"""
     server = f'secret = "{secret}"\nlog_format = "json"'
     return gateway_config(backends.ory_url, backends.upstream_url, cache_ttl=ttl, server=server,
@@ -274,34 +184,29 @@ listen = "127.0.0.1:{metrics_port}"
 
 @asynccontextmanager
 async def fleet(backends: Backends, redis_url: str, *, count: int = 3, ttl: str = "30s",
-                shared_cache: bool = True, secret: str = SECRET,
+                secret: str = SECRET, fleet_keys: str = "", more: str = "",
                 connected: bool = True) -> AsyncIterator[list[Node]]:
-    """`count` gateway processes on one Redis; with `connected`, returns once each says its
-    fleet is connected."""
-    ports = [unused_port() for _ in range(count)]
-    nodes = [Node(GatewayProcess(node_config(backends, redis_url, port, ttl=ttl,
-                                             shared_cache=shared_cache, secret=secret)), port)
+    """`count` gateways (`fleet_keys`: more [fleet] lines, `more`: more tables); with
+    `connected`, once each says its fleet is connected."""
+    ports = [free_port() for _ in range(count)]
+    nodes = [Node(GatewayProcess(node_config(backends, redis_url, port, ttl=ttl, secret=secret,
+                                             fleet_keys=fleet_keys, more=more)), port)
              for port in ports]
     async with contextlib.AsyncExitStack() as stack:
         await asyncio.gather(*(stack.enter_async_context(n.process) for n in nodes))
-        backends.origins += [n.origin for n in nodes]
         backends.ory.allow_return_to(*(n.origin for n in nodes))
         if connected:
             async with client() as http:
                 for node in nodes:
-                    await wait_until(functools.partial(_is_connected, node, http), 10.0,
+                    await wait_until(functools.partial(node.connected, http), 10.0,
                                      what=f"{node.origin} connected to Redis")
         yield nodes
 
 
-async def _is_connected(node: Node, http: aiohttp.ClientSession) -> bool:
-    return await node.fleet_state(http) == "connected"
-
-
-def client(**kwargs: Any) -> aiohttp.ClientSession:
-    """No cookie jar (each request says who it is), generous connection limit."""
+def client() -> aiohttp.ClientSession:
+    """No cookie jar: each request says who it is."""
     return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
-                                 connector=aiohttp.TCPConnector(limit=200), **kwargs)
+                                 connector=aiohttp.TCPConnector(limit=200))
 
 
 def cookie(session: StandinSession) -> dict[str, str]:
@@ -321,20 +226,10 @@ async def get_page(http: aiohttp.ClientSession, node: Node, headers: dict[str, s
         return response.status, user
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], within: float, *,
-                     every: float = 0.05, what: str = "condition") -> None:
-    """Bounded polling."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s: {what}")
-        await asyncio.sleep(every)
-
-
 async def refused_after(http: aiohttp.ClientSession, node: Node, headers: dict[str, str],
                         since: float, within: float = 1.0, every: float = 0.01) -> float:
-    """Poll until `node` answers 401 for `headers`: seconds from `since` to that answer (or
-    `within` + 1 when it never does). Anything but 200 or 401 fails the test."""
+    """Seconds from `since` until `node` answers 401 (polled; `within` + 1: never).
+    Anything but 200 or 401 fails the test."""
     while True:
         status, _ = await get_page(http, node, headers)
         now = time.monotonic()

@@ -2,7 +2,7 @@
 a WebSocket or a stream opened through gateway B with a session ends within 1 s of a
 logout or revocation on gateway A (a WebSocket with 1008 `session ended`, a stream cut
 off); WebSockets on public routes or without a session are left alone; a session revoked
-directly at Ory ends its WebSocket within one `cache.ttl`."""
+directly at Ory, or expired, ends its WebSocket within one `cache.ttl`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from aiohttp import WSMsgType
 
 from tests.fleet.conftest import (
     HOOK_TOKEN,
-    RedisServer,
     Stack,
     backends,
     client,
@@ -23,6 +22,7 @@ from tests.fleet.conftest import (
     needs_redis,
     token,
 )
+from tests.fleet.redis_process import RedisServer
 
 pytestmark = needs_redis
 SOON = 1.0
@@ -111,21 +111,23 @@ async def test_websocket_ends_within_one_ttl_when_session_is_revoked_at_ory(
     async with backends() as shared, fleet(shared, redis_server.url, ttl="1s") as nodes, \
             client() as http:
         b = nodes[1]
-        identity, (gone, kept) = shared.user("ory-admin@example.com", sessions=2)
+        identity, (gone, kept, old) = shared.user("ory-admin@example.com", sessions=3)
         mine = await open_ws(http, f"{b.origin}/app/ws", token(gone), identity)
+        expiring = await open_ws(http, f"{b.origin}/app/ws", token(old), identity)
         other = await open_ws(http, f"{b.origin}/app/ws", token(kept), identity)
         anonymous = await open_ws(http, f"{b.origin}/maybe/ws", {}, "")
         try:
             shared.ory.revoke_session(gone.id)  # the admin API: no gateway hears of it
+            shared.ory.expire_session(old.id)  # past its expires_at
             done = time.monotonic()
-            closing = await mine.receive(timeout=ttl + 2)
-            took = time.monotonic() - done
-            assert (closing.type, closing.data, closing.extra) == (
-                WSMsgType.CLOSE, 1008, "session ended")
-            assert took <= ttl + 0.5
+            for ws in (mine, expiring):
+                closing = await ws.receive(timeout=ttl + 2)
+                assert (closing.type, closing.data, closing.extra) == (
+                    WSMsgType.CLOSE, 1008, "session ended")
+                assert time.monotonic() - done <= ttl + 0.5
             await asyncio.sleep(ttl)  # another re-check of the others has come and gone
             assert await echoes(other, identity)
             assert await echoes(anonymous, "")
         finally:
-            for ws in (mine, other, anonymous):
+            for ws in (mine, expiring, other, anonymous):
                 await ws.close()

@@ -13,13 +13,16 @@ from typing import Any
 from gateway.standin import StandinSession
 from tests.fleet.conftest import (
     PREFIX,
-    RedisServer,
     Stack,
+    backends,
+    client,
     cookie,
+    fleet,
     get_page,
     needs_redis,
     token,
 )
+from tests.fleet.redis_process import RedisServer
 
 pytestmark = needs_redis
 
@@ -105,3 +108,26 @@ async def test_no_credential_email_or_plain_hash_in_redis_after_traffic(
     assert leaks(values, credentials) == []
     assert leaks(messages, {**credentials, **{k: v for k, v in names.items() if "@" in k}}) \
         == []
+
+
+async def test_every_key_and_channel_starts_with_the_configured_prefix(
+    redis_server: RedisServer,
+) -> None:
+    prefix = "tenant.a:"
+    async with backends() as shared, client() as http, \
+            fleet(shared, redis_server.url, count=2, fleet_keys=f'key_prefix = "{prefix}"') \
+            as nodes:
+        stack = Stack(shared, nodes, http)
+        _, (kept, gone) = shared.user("prefix@example.com", sessions=2)
+        await stack.warm(token(kept), cookie(gone))
+        async with http.delete(f"{nodes[0].origin}/_auth/sessions/{gone.id}",
+                               headers=token(kept)) as answer:
+            assert answer.status == 204
+        redis = redis_server.client()
+        keys, _ = await everything_in(redis)
+        channels = await redis.pubsub_channels()
+        await redis.aclose()
+    assert {key.split(b":")[0] + b":" for key in keys} == {prefix.encode()}, keys
+    assert len(keys) >= 2
+    assert channels
+    assert all(channel.startswith(prefix.encode()) for channel in channels), channels

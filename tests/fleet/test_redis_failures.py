@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 
+from gateway.standin import StandinSession
 from tests.fleet.conftest import (
     Node,
-    RedisProxy,
-    RedisServer,
     Stack,
     backends,
     client,
@@ -25,8 +24,8 @@ from tests.fleet.conftest import (
     get_page,
     needs_redis,
     token,
-    wait_until,
 )
+from tests.fleet.redis_process import RedisProxy, RedisServer, wait_until
 
 pytestmark = needs_redis
 UNAVAILABLE = "Redis unavailable"
@@ -71,6 +70,17 @@ class Load:
         assert slowest < bound, f"slowest answer {slowest * 1000:.0f} ms"
 
 
+async def revoke_quickly(stack: Stack, gone: StandinSession, kept: StandinSession) -> None:
+    """Revoke-one on gateway A while Redis is out: a quick 204, and A refuses it at once."""
+    a = stack.nodes[0]
+    started = time.monotonic()
+    async with stack.http.delete(f"{a.origin}/_auth/sessions/{gone.id}",
+                                 headers=token(kept)) as answer:
+        assert answer.status == 204
+    assert time.monotonic() - started < QUICK
+    assert await get_page(stack.http, a, token(gone)) == (401, None)
+
+
 async def fleet_state_is(http: aiohttp.ClientSession, nodes: list[Node], state: str,
                          metric: float, within: float = 15.0) -> None:
     async def all_there() -> bool:
@@ -112,12 +122,15 @@ async def test_requests_work_and_ready_tells_when_redis_is_down_at_start(
 async def test_no_request_fails_when_redis_is_killed_mid_run(
     stack: Stack, redis_server: RedisServer
 ) -> None:
+    identity, (kept, gone) = stack.backends.user("outage@example.com", sessions=2)
+    await stack.warm(token(kept), token(gone))
     load = Load(stack)
     running = asyncio.ensure_future(load.run_until_stopped())
     try:
         await asyncio.sleep(0.5)  # the load runs against a healthy fleet first
         await redis_server.kill()
         await fleet_state_is(stack.http, stack.nodes, "disconnected", 0, within=5.0)
+        await revoke_quickly(stack, gone, kept)  # B and C cannot hear of it yet
         await asyncio.sleep(1.0)  # an outage under load
         await redis_server.start()
         await fleet_state_is(stack.http, stack.nodes, "connected", 1)
@@ -126,6 +139,10 @@ async def test_no_request_fails_when_redis_is_killed_mid_run(
         load.stop.set()
         await running
     load.check()
+    # Back, every replica emptied its cache: the revocation made meanwhile holds everywhere.
+    for node in stack.nodes:
+        assert await get_page(stack.http, node, token(gone)) == (401, None)
+        assert await get_page(stack.http, node, token(kept)) == (200, identity)
     for node in stack.nodes:
         assert node.count(UNAVAILABLE) == 1, node.events()
         assert node.count(BACK) == 1, node.events()
@@ -133,10 +150,9 @@ async def test_no_request_fails_when_redis_is_killed_mid_run(
 
 @pytest.mark.parametrize("mode", ["delay", "blackhole"])
 async def test_requests_answer_quickly_when_redis_is_slow_or_stuck(
-    redis_server: RedisServer, mode: str
+    redis_proxy: RedisProxy, mode: str
 ) -> None:
-    proxy = RedisProxy(redis_server.port, delay=0.2)
-    await proxy.start()
+    proxy = redis_proxy
     async with backends() as shared, fleet(shared, proxy.url) as nodes, client() as http:
         stack = Stack(shared, nodes, http)
         load = Load(stack)
@@ -154,7 +170,30 @@ async def test_requests_answer_quickly_when_redis_is_slow_or_stuck(
         proxy.mode = "pass"
         await fleet_state_is(http, nodes, "connected", 1)
         assert [node.count(BACK) for node in nodes] == [1, 1, 1]
-    await proxy.stop()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: a revocation made while Redis was unreachable (it kept its data) is undone when "
+    "Redis is back: every replica, the revoking one included, empties its local cache and "
+    "then takes the revoked session from Redis' shared cache again (no marker could be "
+    "written meanwhile), for the rest of its ttl"
+))
+async def test_revocation_made_while_redis_was_stuck_holds_everywhere_once_it_is_back(
+    redis_proxy: RedisProxy,
+) -> None:
+    proxy = redis_proxy
+    async with backends() as shared, fleet(shared, proxy.url) as nodes, client() as http:
+        stack = Stack(shared, nodes, http)
+        _, (kept, gone) = shared.user("stuck@example.com", sessions=2)
+        await stack.warm(token(kept), token(gone))
+        proxy.mode = "blackhole"
+        await fleet_state_is(http, nodes, "disconnected", 0, within=5.0)
+        await revoke_quickly(stack, gone, kept)
+        proxy.mode = "pass"
+        await fleet_state_is(http, nodes, "connected", 1)
+        assert [node.count(BACK) for node in nodes] == [1, 1, 1]
+        served = [await get_page(http, node, token(gone)) for node in nodes]
+        assert served == [(401, None)] * 3, served
 
 
 async def test_no_500_when_redis_answers_errors(

@@ -13,13 +13,13 @@ import pytest
 from tests.fleet.conftest import (
     HOOK_TOKEN,
     PREFIX,
-    RedisServer,
     Stack,
     fleet,
     get_page,
     needs_redis,
     token,
 )
+from tests.fleet.redis_process import RedisServer
 
 pytestmark = needs_redis
 OTHER_SECRET = "another-fleet-" + "fedcba9876543210" * 3

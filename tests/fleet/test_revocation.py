@@ -5,9 +5,13 @@ Every session is first used on all three gateways, so each has it cached (ttl 30
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import pytest
+
 from tests.fleet.conftest import HOOK_TOKEN, Stack, cookie, get_page, needs_redis, token
+from tests.fleet.redis_process import RedisServer
 
 pytestmark = needs_redis
 AT_ONCE = 0.2
@@ -106,3 +110,75 @@ async def test_identity_hook_on_one_gateway_is_refused_by_all_others(stack: Stac
     for headers in (cookie(gone), token(also_gone)):
         assert max(await stack.all_refused(headers, done, [b, c])) <= AT_ONCE
     await still_works(stack, token(kept), identity)  # Ory is asked again, and says yes
+
+
+async def test_session_validated_before_a_revocation_is_never_shared_after_it(
+    stack: Stack,
+) -> None:
+    """B asks Ory just before A revokes and Ory's (slow) yes arrives after the revocation:
+    B's own answer may say yes, but B keeps nothing, here or in Redis, and no replica serves
+    the session after A's answer."""
+    a, b, c = stack.nodes
+    identity, (kept, gone) = stack.backends.user("slow-ory@example.com", sessions=2)
+    await get_page(stack.http, a, token(kept))
+    stack.ory.faults.latency = 0.3  # Ory answers each call 300 ms after it came
+    asking = asyncio.ensure_future(get_page(stack.http, b, cookie(gone)))
+    await asyncio.sleep(0.05)  # B's whoami is on its way: Ory will judge it before the DELETE
+    async with stack.http.delete(f"{a.origin}/_auth/sessions/{gone.id}",
+                                 headers=token(kept)) as answer:
+        assert answer.status == 204
+    done = time.monotonic()
+    assert await asking == (200, identity)  # asked before the revocation: fine
+    stack.ory.faults.latency = 0
+    for node in (b, c, a):
+        assert await get_page(stack.http, node, cookie(gone)) == (401, None), node.origin
+    assert time.monotonic() - done < 5
+
+
+@pytest.mark.parametrize("how", ["revoke-one", "revoke-others", "token-logout"])
+async def test_session_shared_before_a_revocation_is_a_miss_whoever_writes_it_back(
+    stack: Stack, redis_server: RedisServer, how: str
+) -> None:
+    """A value shared before the revocation, written back to Redis after it (a late writer,
+    a replay): its marker makes it a miss on a replica that never had the session."""
+    a, b, c = stack.nodes
+    identity, (kept, gone) = stack.backends.user(f"late-{how}@example.com", sessions=2)
+    redis = redis_server.client()
+    before = {k async for k in redis.scan_iter(match="gateway:s:*")}
+    assert await get_page(stack.http, a, token(gone)) == (200, identity)
+    (key,) = {k async for k in redis.scan_iter(match="gateway:s:*")} - before
+    value = await redis.get(key)
+    if how == "revoke-one":
+        answer = await stack.http.delete(f"{b.origin}/_auth/sessions/{gone.id}",
+                                         headers=token(kept))
+    elif how == "revoke-others":
+        answer = await stack.http.delete(f"{b.origin}/_auth/sessions", headers=token(kept))
+    else:
+        answer = await stack.http.get(f"{b.origin}/_auth/logout", headers=token(gone),
+                                      allow_redirects=False)
+    assert answer.status in (200, 204, 303)
+    assert await redis.set(key, value, px=30_000)  # as it was, fresh for 30 s more
+    calls = stack.backends.whoami_calls
+    assert await get_page(stack.http, c, token(gone)) == (401, None)
+    assert stack.backends.whoami_calls == calls + 1  # C asked Ory: Redis' copy was a miss
+    await redis.aclose()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: gateway_revocations_total never counts source=\"fleet\" (docs/reference.md#metrics "
+    "lists it); replicas that apply another replica's eviction count nothing"
+))
+async def test_revocations_metric_counts_evictions_heard_from_other_replicas(
+    stack: Stack,
+) -> None:
+    a, b, c = stack.nodes
+    _, (kept, gone) = stack.backends.user("metric@example.com", sessions=2)
+    await stack.warm(token(kept), token(gone))
+    async with stack.http.delete(f"{a.origin}/_auth/sessions/{gone.id}",
+                                 headers=token(kept)) as answer:
+        assert answer.status == 204
+    assert await a.metric(stack.http, 'gateway_revocations_total{source="revoke"}') == 1
+    assert max(await stack.all_refused(token(gone), time.monotonic(), [b, c])) <= AT_ONCE
+    for node in (b, c):
+        assert await node.metric(stack.http, 'gateway_revocations_total{source="fleet"}') \
+            is not None

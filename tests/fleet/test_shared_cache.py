@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 
 import aiohttp
@@ -19,7 +20,6 @@ import pytest
 from tests.fleet.conftest import (
     Backends,
     Node,
-    RedisServer,
     backends,
     client,
     cookie,
@@ -28,6 +28,7 @@ from tests.fleet.conftest import (
     needs_redis,
     token,
 )
+from tests.fleet.redis_process import RedisServer
 
 pytestmark = needs_redis
 USERS = 50
@@ -81,6 +82,9 @@ async def test_one_ory_call_per_credential_for_the_fleet_when_replicas_ask_in_tu
         assert shared.whoami_calls == USERS, [node.events() for node in nodes]
         # One look-up per credential asked Ory (a miss); the other two came from Redis.
         assert await cache_results(nodes, USERS) == {"miss": USERS, "shared": 2 * USERS}
+        shared_lookups = 'gateway_session_cache_lookups_total{result="shared"}'
+        assert sum([await node.metric(http, shared_lookups) or 0 for node in nodes]) \
+            == 2 * USERS
         assert all(node.count("Redis unavailable") == 0 for node in nodes)
 
 
@@ -104,10 +108,55 @@ async def test_one_ory_call_per_credential_for_the_fleet_when_replicas_miss_at_o
 async def test_one_ory_call_per_credential_per_gateway_when_not_shared(
     redis_server: RedisServer,
 ) -> None:
+    unshared = "shared_cache = false"
     async with backends() as shared, \
-            fleet(shared, redis_server.url, ttl="30s", shared_cache=False) as nodes, \
-            client() as http:
+            fleet(shared, redis_server.url, fleet_keys=unshared) as nodes, client() as http:
         users = make_users(shared, USERS)
         await every_user_on_every_gateway(users, nodes, http, at_once=3, seed=3)
         assert shared.whoami_calls == 3 * USERS
         assert await cache_results(nodes, USERS) == {"miss": 3 * USERS}
+
+
+async def test_no_sharing_between_replicas_whose_identity_headers_differ(
+    redis_server: RedisServer,
+) -> None:
+    """A rolling change of [identity_headers]: a replica that sends the email as X-User-Id
+    never takes a session shared by one that sends the id."""
+    email_as_id = '[identity_headers]\n"X-User-Id" = "identity.traits.email"'
+    async with backends() as shared, fleet(shared, redis_server.url, count=1) as (a,), \
+            fleet(shared, redis_server.url, count=1, more=email_as_id) as (x,), \
+            client() as http:
+        identity, (session,) = shared.user("rolling@example.com")
+        assert await get_page(http, a, token(session)) == (200, identity)
+        calls = shared.whoami_calls
+        assert await get_page(http, x, token(session)) == (200, "rolling@example.com")
+        assert shared.whoami_calls == calls + 1
+        assert await get_page(http, a, token(session)) == (200, identity)
+
+
+async def test_shared_session_is_not_served_past_one_ttl_after_ory_was_asked(
+    redis_server: RedisServer,
+) -> None:
+    """cache.ttl 1 s: a session revoked at Ory (no gateway told) is served, from any cache,
+    local or shared, only by requests that start within 1 s of the first validation."""
+    ttl, slack = 1.0, 0.1
+    async with backends() as shared, fleet(shared, redis_server.url, ttl="1s") as nodes, \
+            client() as http:
+        identity, (session,) = shared.user("ttl@example.com")
+        first = time.monotonic()
+        assert await get_page(http, nodes[0], token(session)) == (200, identity)
+        shared.ory.revoke_session(session.id)
+        served: list[tuple[float, int]] = []
+
+        async def poll(node: Node) -> None:
+            while time.monotonic() < first + ttl + 1.0:
+                started = time.monotonic()
+                status, _ = await get_page(http, node, token(session))
+                served.append((started - first, status))
+                await asyncio.sleep(0.02)
+
+        await asyncio.gather(*(poll(node) for node in nodes))
+        assert any(status == 200 for _, status in served[:3])  # it was cached, and shared
+        late = [(at, status) for at, status in served if status == 200 and at > ttl + slack]
+        assert late == []
+        assert served[-1][1] == 401
