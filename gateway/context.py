@@ -14,6 +14,7 @@ from gateway.config import GatewayConfig
 from gateway.credentials import Credential
 from gateway.csrf import CsrfSigner
 from gateway.deadlines import Watchdog
+from gateway.errors import BadRequestError
 from gateway.fleet import RedisLink
 from gateway.headers import normalise_name
 from gateway.live import LiveConnections
@@ -24,7 +25,7 @@ from gateway.proxy import Upstream
 from gateway.redirects import LOOP_COOKIE
 from gateway.respond import Responder, Situation, is_browser_navigation
 from gateway.revocation import Revoker
-from gateway.routes import Route, RouteTable
+from gateway.routes import Route, RouteTable, request_host
 from gateway.units import IPNetwork
 
 
@@ -137,8 +138,9 @@ def client_address(request: web.BaseRequest, config: GatewayConfig) -> str:
 def forwarded_host(request: web.BaseRequest, config: GatewayConfig, trusted: bool) -> str:
     """The Host the client asked for: X-Forwarded-Host from a trusted proxy, else Host."""
     host = request.headers.get("Host", "")
-    if trusted:
-        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip() or host
+    forwarded = request.headers.get("X-Forwarded-Host") if trusted else None
+    if forwarded is not None:  # a list when proxies are chained: the first is the client's
+        host = forwarded.split(",")[0].strip() or host
     return host
 
 
@@ -167,5 +169,7 @@ def _is_host(value: str) -> bool:
     """A Host header we can safely put in a URL: host[:port], nothing else."""
     if not value or len(value) > 255:
         return False
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
-    return all(c in allowed for c in value)
+    try:
+        return request_host(value) != ""
+    except BadRequestError:
+        return False

@@ -27,6 +27,13 @@ def config_warnings(config: GatewayConfig) -> list[str]:
         " already covers every request it would"
         for later, earlier in RouteTable(config).shadowed()
     ]
+    warnings += [
+        f"routes[{route.index}]: require {requirement.dotted!r}: users can change their own "
+        "traits (Ory's settings flow); require identity.metadata_public.* (set by admins) "
+        "for roles"
+        for route in RouteTable(config).routes for requirement in route.require
+        if requirement.path[:2] == ("identity", "traits")
+    ]
     if config.server.secret and len(config.server.secret) < 32:
         warnings.append("server.secret: shorter than 32 characters; use a long random value")
     if not config.server.public_url:
@@ -58,7 +65,10 @@ def explain_request(config: GatewayConfig, method: str, url: str) -> str:
     else:
         parts = urlsplit(url)
         raw = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = request_host(parts.netloc.rpartition("@")[2])
+        try:
+            host = request_host(parts.netloc.rpartition("@")[2])
+        except BadRequestError as exc:
+            return f"{method.upper()} {url}\n  outcome:  400 bad_request: {exc}"
         if not config.server.public_url and parts.scheme in ("http", "https") and host:
             origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
     method = method.upper()

@@ -370,8 +370,11 @@ class SharedSessions:
         await self._link.run(lambda: client.delete(f"{self._prefix}l:{schema}:{key.hex()}"))
 
     async def _locked(self, key: bytes, schema: str) -> bool:
+        """Another replica is asking Ory. Every claim expires (`PX`); a lock without a life
+        was not set by a replica and is not waited for."""
         client, name = self._link.client, f"{self._prefix}l:{schema}:{key.hex()}"
-        return bool(await self._link.run(lambda: client.exists(name)))
+        remaining = await self._link.run(lambda: client.pttl(name))
+        return remaining is not None and int(remaining) > 0
 
     def _write(self, session: Session, fresh_until: float, stamp: int) -> bytes | None:
         packed = pack(session, fresh_until)
@@ -392,8 +395,8 @@ class SharedSessions:
         if not secrets.compare_digest(tag, expected):
             return None  # tampered with, or written under another secret: a miss
         stamp, _, _ = _HEAD.unpack_from(body, len(_VERSION))
-        if any(stamp <= int(marker) for marker in markers):
-            return None  # revoked after it was asked for
+        if any(not marker.isdigit() or stamp <= int(marker) for marker in markers):
+            return None  # revoked after it was asked for (a marker we cannot read: as if)
         packed = body[len(_VERSION) + _HEAD.size:]
         try:
             session, fresh_until = unpack(packed), packed_fresh_until(packed)

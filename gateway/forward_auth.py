@@ -17,7 +17,13 @@ import re
 
 from aiohttp import web
 
-from gateway.context import Services, forwarded_host, is_trusted_peer, situation_for
+from gateway.context import (
+    Services,
+    allowed_origins,
+    forwarded_host,
+    is_trusted_peer,
+    situation_for,
+)
 from gateway.credentials import extract_credential, request_cookies
 from gateway.decision import decide
 from gateway.errors import (
@@ -30,9 +36,10 @@ from gateway.errors import (
 )
 from gateway.headers import underscored
 from gateway.outcome import OUTCOME, Outcome
-from gateway.paths import canonical_target
+from gateway.paths import RequestTarget, canonical_target
 from gateway.respond import NO_STORE, json_error
 from gateway.routes import request_host
+from gateway.websocket import is_allowed_origin
 
 log = logging.getLogger("gateway.forward_auth")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Z-]+")  # RFC 9110 token (upper-cased)
@@ -62,6 +69,25 @@ def original_uri(request: web.Request, *, nginx: bool) -> str:
     return uri.strip()
 
 
+def forwarded_target(uri: str) -> RequestTarget:
+    """The canonical form of the URI the proxy describes (ambiguous: 400, as for a proxied
+    request), and more: the proxy passes the app the URI as it came, not our canonical
+    form, so an empty segment is refused too (`//pub/x` is the path `/pub/x` to us, and the
+    host `pub` to a URL parser in the app)."""
+    target = canonical_target(uri)
+    if "//" in uri.partition("?")[0]:
+        raise BadRequestError("the path has an empty segment (//), which the app may read "
+                              "as something else")
+    return target
+
+
+def is_websocket_handshake(request: web.Request) -> bool:
+    """The described request opens a WebSocket. Proxies keep `Upgrade` to themselves (it is
+    hop-by-hop), but pass `Sec-WebSocket-Key` on."""
+    headers = request.headers
+    return "Sec-WebSocket-Key" in headers or headers.get("Upgrade", "").lower() == "websocket"
+
+
 async def check(
     request: web.Request, services: Services, *, nginx: bool
 ) -> web.StreamResponse:
@@ -79,7 +105,7 @@ async def check(
             "an identity header is spelled with underscores; proxies pass it on to the app"
         ), request_id=outcome.request_id)
     method = original_method(request, nginx=nginx)
-    target = canonical_target(original_uri(request, nginx=nginx))  # ambiguous: 400
+    target = forwarded_target(original_uri(request, nginx=nginx))
     config = services.config.ory
     credential = extract_credential(
         request.headers, config.credentials, config.session_cookie,
@@ -89,6 +115,11 @@ async def check(
     try:
         allow = await decide(services.routes, services.auth, method, target.path, host,
                              credential, outcome)
+        if method == "GET" and is_websocket_handshake(request) and not is_allowed_origin(
+            request.headers.get("Origin"), allowed_origins(request, services.config)
+        ):
+            outcome.decision = "denied"
+            raise AccessDeniedError("cross-site WebSocket upgrade refused")
     except GatewayError as error:
         situation = situation_for(request, services, target, credential, method=method)
         if nginx:

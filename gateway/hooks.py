@@ -64,7 +64,7 @@ async def read_revocation(request: web.Request) -> tuple[str | None, str | None]
         chunks.append(chunk)
     try:
         document: Any = json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: malformed too
         raise BadRequestError("the body is not JSON") from None
     if not isinstance(document, dict):
         raise BadRequestError('expected {"identity_id": "…"} and/or {"session_id": "…"}')

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 
 from gateway.config import GatewayConfig
+from gateway.errors import BadRequestError
 from gateway.paths import encode_path
 from gateway.routeconfig import Access, Requirement, RouteConfig
 
@@ -80,14 +81,24 @@ def host_matches(pattern: str, host: str) -> bool:
     return host == pattern
 
 
+_HOST = re.compile(
+    r"(?P<name>[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?"
+)
+
+
 def request_host(value: str) -> str:
     """A Host header (or X-Forwarded-Host) as routes compare it: lower-case, no port, no
-    trailing dot (`a.test.` is the same name as `a.test`, and must meet its routes)."""
+    trailing dot (`a.test.` is the same name as `a.test`, and must meet its routes).
+    Anything but `name[:port]` or `[v6][:port]` is refused: `b.test:80:80` is `b.test` to
+    nginx's virtual hosts, so it must not be "no host route" to us."""
     host = value.strip().lower()
-    if host.startswith("["):
-        return host.partition("]")[0] + "]"
-    host = host.rpartition(":")[0] if host.count(":") == 1 else host
-    return host[:-1] if host.endswith(".") else host
+    if not host:
+        return ""  # HTTP/1.0 without Host: only routes without a host match
+    match = _HOST.fullmatch(host)
+    if match is None:
+        raise BadRequestError("the Host is not a host name or address with an optional port")
+    name = match.group("name")
+    return name[:-1] if name.endswith(".") else name
 
 
 def aal_rank(aal: str) -> int:

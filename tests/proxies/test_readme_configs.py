@@ -114,9 +114,10 @@ def test_traefik_configuration_is_yaml_that_drops_then_copies_identity_headers()
     assert forward_auth["address"].endswith("/_auth/check")
     assert forward_auth["trustForwardHeader"] is False
     assert forward_auth["authResponseHeaders"] == ["X-User-Id", "X-User-Email"]
-    dropped = middlewares["drop-identity"]["headers"]["customRequestHeaders"]
-    assert dropped == {"X-User-Id": "", "X-User-Email": ""}
-    assert http["routers"]["app"]["middlewares"] == ["drop-identity", "ory-gateway"]
+    dropped = middlewares["drop-client-claims"]["headers"]["customRequestHeaders"]
+    assert set(dropped.values()) == {""}  # an empty value removes the header
+    assert {"X-User-Id", "X-User-Email", "X-Original-Url", "X-Rewrite-Url"} <= set(dropped)
+    assert http["routers"]["app"]["middlewares"] == ["drop-client-claims", "ory-gateway"]
     assert "PathPrefix(`/_auth/`)" in http["routers"]["gateway-pages"]["rule"]
 
 
