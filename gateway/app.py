@@ -84,7 +84,8 @@ class Resources:
             link = RedisLink(config.fleet.redis_url, metrics)
             key = fleet_key(config.server.secret.encode())
             prefix = config.fleet.key_prefix
-            bus = FanOut(bus, RedisBus(link, prefix, key, config.cache.ttl + MARKER_MARGIN))
+            bus = FanOut(bus, RedisBus(link, prefix, key, config.cache.ttl + MARKER_MARGIN,
+                                          metrics))
             if config.fleet.shared_cache:
                 shared = SharedSessions(link, prefix, key, config.ory.timeout + 1.0, clock)
         live = LiveConnections()

@@ -25,6 +25,7 @@ import logging
 import secrets
 import struct
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -38,6 +39,7 @@ BOUND = 0.05  # seconds a request may wait for one Redis call
 CHECK_EVERY = 1.0  # seconds between health checks while connected
 HEALTHY_PINGS = 2  # quick answers in a row before Redis counts as back
 WAIT_STEP = 0.005  # seconds between looks while another replica asks Ory
+MISSED_MAX = 10_000  # evictions kept through an outage; past it, all shared sessions go
 _VERSION = b"g1"
 _HEAD = struct.Struct(">Q32s32s")  # stamp (ms, Redis clock), identity and session hashes
 _TAG = 16
@@ -53,12 +55,16 @@ local p = ARGV[1]
 local mk = redis.call('GET', KEYS[2]) or ''
 local mi = redis.call('GET', p .. 'r:i:' .. string.sub(v, 11, 42)) or ''
 local ms = redis.call('GET', p .. 'r:s:' .. string.sub(v, 43, 74)) or ''
-return {v, mk, mi, ms}
+local ma = redis.call('GET', p .. 'r:all') or ''
+return {v, mk, mi, ms, ma}
 """
-# KEYS[1] lock; ARGV[1] its life (ms), ARGV[2] its owner. Returns {mine, now (ms)}.
+# KEYS[1] lock, KEYS[2] value; ARGV[1] the lock's life (ms), ARGV[2] its owner. Returns
+# {mine, now (ms)}. No claim while a value is there: it was shared after the caller looked
+# (and its claim released), so the caller looks again instead of asking Ory a second time.
 _CLAIM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('EXISTS', KEYS[2]) == 1 then return {0, now} end
 if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[1]) then return {1, now} end
 return {0, now}
 """
@@ -199,8 +205,10 @@ class RedisBus:
     """Evictions between replicas: each is published with a MAC, with the markers that make
     shared sessions stamped before it a miss, in one script (one round trip)."""
 
-    def __init__(self, link: RedisLink, prefix: str, key: bytes, marker_life: float) -> None:
+    def __init__(self, link: RedisLink, prefix: str, key: bytes, marker_life: float,
+                 metrics: Metrics) -> None:
         self._link = link
+        self._metrics = metrics
         self._prefix = prefix
         self._key = key
         self._channel = f"{prefix}evictions"
@@ -208,13 +216,30 @@ class RedisBus:
         self._origin = secrets.token_hex(8)  # this process: its own messages come back too
         self._pending: set[asyncio.Task[Any]] = set()
         self._listener: asyncio.Task[None] | None = None
+        self._missed: deque[Eviction] = deque(maxlen=MISSED_MAX)
+        link.on_return(self.replay)
 
     def tell(self, eviction: Eviction) -> None:
-        if eviction[0] == "*" or not self._link.connected:
-            return  # a local clear is nobody else's business; an outage is handled on return
+        if eviction[0] == "*":
+            return  # a local clear is nobody else's business
+        if not self._link.connected:
+            self._missed.append(eviction)  # told when Redis is back (see `replay`)
+            return
         task = asyncio.ensure_future(self._publish(eviction))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    def replay(self) -> None:
+        """Redis is back: publish the evictions made while it was not, so that no replica
+        (this one included) takes a session revoked meanwhile from the shared cache. Past
+        MISSED_MAX of them, every shared session from before now becomes a miss instead."""
+        missed, self._missed = self._missed, deque(maxlen=MISSED_MAX)
+        if len(missed) == MISSED_MAX:
+            missed = deque([("*", "", "")])
+        for eviction in missed:
+            task = asyncio.ensure_future(self._publish(eviction))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
     async def settle(self) -> None:
         """Wait (at most BOUND) until every eviction told so far has reached Redis: called
@@ -243,6 +268,8 @@ class RedisBus:
         ))
 
     def _markers(self, kind: str, value: str) -> list[str]:
+        if kind == "*":
+            return [f"{self._prefix}r:all"]
         if kind == "k":
             return [f"{self._prefix}r:k:{value}"]
         if kind == "s":
@@ -281,6 +308,8 @@ class RedisBus:
         parts = body.decode("utf-8", "surrogatepass").split("\x00")
         if len(parts) == 4 and parts[0] != self._origin:
             deliver((parts[1], parts[2], parts[3]))
+            if parts[1] != "*":
+                self._metrics.revocation("fleet")  # heard from another replica
 
 
 def hashed(key: bytes, identifier: str) -> str:
@@ -323,9 +352,10 @@ class SharedSessions:
 
     async def claim(self, key: bytes, schema: str) -> Claim | None:
         """Ask the fleet for the right to call Ory for this key; None while Redis is down."""
-        client = self._link.client
+        client, name = self._link.client, key.hex()
         answer = await self._link.run(lambda: client.eval(
-            _CLAIM, 1, f"{self._prefix}l:{schema}:{key.hex()}", self._lock_ms, self._owner
+            _CLAIM, 2, f"{self._prefix}l:{schema}:{name}", f"{self._prefix}s:{schema}:{name}",
+            self._lock_ms, self._owner,
         ))
         if not answer:
             return None
@@ -334,10 +364,14 @@ class SharedSessions:
     async def wait_for(
         self, key: bytes, schema: str, within: float
     ) -> tuple[Session, float] | None:
-        """Another replica is asking Ory: its answer, once it is shared (at most `within`)."""
+        """Another replica is asking Ory, or has just shared its answer: that answer (at
+        most `within`)."""
         deadline = time.monotonic() + within
+        first = True
         while time.monotonic() < deadline and self._link.connected:
-            await asyncio.sleep(WAIT_STEP)
+            if not first:
+                await asyncio.sleep(WAIT_STEP)
+            first = False
             found = await self.lookup(key, schema)
             if found is not None:
                 return found

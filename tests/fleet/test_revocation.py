@@ -164,10 +164,6 @@ async def test_session_shared_before_a_revocation_is_a_miss_whoever_writes_it_ba
     await redis.aclose()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: gateway_revocations_total never counts source=\"fleet\" (docs/reference.md#metrics "
-    "lists it); replicas that apply another replica's eviction count nothing"
-))
 async def test_revocations_metric_counts_evictions_heard_from_other_replicas(
     stack: Stack,
 ) -> None:

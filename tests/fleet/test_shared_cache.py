@@ -88,12 +88,6 @@ async def test_one_ory_call_per_credential_for_the_fleet_when_replicas_ask_in_tu
         assert all(node.count("Redis unavailable") == 0 for node in nodes)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: replicas that miss on one credential at once sometimes both ask Ory: the look-up "
-    "in Redis and the claim are two round trips, and the claim script does not look for a "
-    "value, so a replica that looked before the first one stored and claims after it "
-    "released wins a fresh claim and asks Ory again (5-25 extra whoami per 100 credentials)"
-))
 async def test_one_ory_call_per_credential_for_the_fleet_when_replicas_miss_at_once(
     redis_server: RedisServer,
 ) -> None:
