@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time as _time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from gateway.logs import rfc3339
 from gateway.observe import NO_METRICS, Metrics
 from gateway.outcome import OUTCOME, Outcome
 
+_quote = json.encoder.encode_basestring_ascii  # json.dumps of one str, without its checks
 FLUSH_EVERY = 0.5  # seconds a line may wait before it is written
 BATCH = 256  # lines that force a write at once
 PIECE = 4000  # bytes per write, below PIPE_BUF (4096)
@@ -135,10 +137,23 @@ def body_size(
 
 
 def json_line(fields: dict[str, Any]) -> str:
-    """An access line as one JSON object, `time`, `level` and `logger` first."""
-    now = _time.time()
-    head = {"time": rfc3339(now), "level": "INFO", "logger": "gateway.access"}
-    return json.dumps({**head, **fields}, ensure_ascii=True, separators=(",", ":"))
+    """An access line as one JSON object, `time`, `level` and `logger` first: what
+    `json.dumps(..., ensure_ascii=True, separators=(",", ":"))` writes, built by hand
+    (a third of the time: this runs once per request)."""
+    parts = [f'{{"time":"{rfc3339(_time.time())}","level":"INFO","logger":"gateway.access"']
+    for name, value in fields.items():
+        kind = type(value)
+        if kind is str:
+            text = _quote(value)
+        elif value is None:
+            text = "null"
+        elif kind is int or (kind is float and math.isfinite(value)):
+            text = repr(value)  # what json writes for them
+        else:
+            text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+        parts.append(f',"{name}":{text}')
+    parts.append("}")
+    return "".join(parts)
 
 
 class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -51,11 +51,16 @@ def install_log_redaction() -> None:
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+_LAST_SECOND: list[int | str] = [-1, ""]  # the last whole second formatted, and its text
+
+
 def rfc3339(seconds: float) -> str:
-    """Epoch seconds -> `2026-12-06T07:30:15.123Z`."""
+    """Epoch seconds -> `2026-12-06T07:30:15.123Z` (the seconds part formatted once per
+    second: every access line asks)."""
     whole = int(seconds)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{stamp}.{int((seconds - whole) * 1000):03d}Z"
+    if whole != _LAST_SECOND[0]:
+        _LAST_SECOND[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    return f"{_LAST_SECOND[1]}.{int((seconds - whole) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):

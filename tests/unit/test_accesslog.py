@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 
-from gateway.accesslog import PIECE, BatchingHandler
+import pytest
+
+from gateway.accesslog import PIECE, BatchingHandler, json_line
 
 
 class Recording(io.StringIO):
@@ -30,3 +33,18 @@ def test_batches_are_written_in_whole_lines_below_pipe_buf() -> None:
     written = stream.getvalue().splitlines()
     assert [line.split(": ", 1)[1] for line in written] == lines
     assert all(" INFO gateway.access: " in line for line in written)
+
+
+@pytest.mark.parametrize("value", [
+    "plain", 'quote " and \\ backslash', "caf\u00e9 \u2028 \U0001f600", "\x00\x1f", "", None,
+    0, -7, 10**30, 1.5, -0.0, 1e300, 2.5e-7, float("nan"), float("inf"), True, False,
+    [1, "a", None], {"k": [True]},
+])
+def test_json_line_writes_what_json_dumps_would(value: object) -> None:
+    """json_line is built by hand for speed; it must be json.dumps' output, byte for byte."""
+    fields = {"message": "GET / 200", "value": value, "status": 200}
+    line = json_line(fields)
+    stamp = json.loads(line)["time"]
+    expected = json.dumps({"time": stamp, "level": "INFO", "logger": "gateway.access",
+                           **fields}, ensure_ascii=True, separators=(",", ":"))
+    assert line == expected
