@@ -891,6 +891,18 @@ def run_cache_memory(python: str) -> list[tuple[str, str]]:
     return [(verdict, text) for verdict, text in found]
 
 
+def run_fleet(python: str, *, quick: bool) -> list[tuple[str, str]]:
+    argv = [python, str(BENCH / "fleet.py"), *(["--quick"] if quick else [])]
+    print(f"\n$ {' '.join(argv[1:])}", flush=True)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    print(done.stdout.rstrip())
+    if done.returncode not in (0, 1):
+        print(done.stderr.rstrip())
+        return [("FAIL", f"fleet.py crashed ({done.returncode})")]
+    found = re.findall(r"^\s*(PASS|FAIL) (.*)$", done.stdout, re.MULTILINE)
+    return [(verdict, text) for verdict, text in found]
+
+
 # --------------------------------------------------------------------------- profile
 
 
@@ -984,6 +996,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write every round's numbers here")
     parser.add_argument("--skip-memory", action="store_true",
                         help="do not run bench/cache_memory.py")
+    parser.add_argument("--fleet", action="store_true",
+                        help="also run bench/fleet.py (three replicas on one Redis: Ory calls "
+                             "per user per ttl, shared vs local hits, revocation propagation)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="instead of the table: py-spy the 1-worker gateway under load "
                              "and write DIR/gateway.svg and DIR/gateway.folded")
@@ -1091,7 +1106,9 @@ def benchmark(stack: Stack, wrk: str, pin: bool, started: float) -> int:
     stack.children.stop_all()  # free the cores for the memory measurement
     if not args.skip_memory:
         results += run_cache_memory(stack.python)
-    print("\ntargets (issue 5):")
+    if args.fleet:
+        results += run_fleet(stack.python, quick=args.quick)
+    print("\ntargets:")
     for verdict, text in results:
         print(f"  {verdict}  {text}")
     print(f"\ntotal time {time.monotonic() - started:.0f} s")
