@@ -20,8 +20,11 @@ from gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.headers import WEBSOCKET_HANDSHAKE
 from gateway.live import Tether
 from gateway.observe import Metrics
+from gateway.relay.server import GatewayProtocol
 
 log = logging.getLogger("gateway.websocket")
+
+LINGER = 2.0  # seconds a client that broke the protocol has to read our close frame
 
 
 def is_websocket_upgrade(request: web.BaseRequest) -> bool:
@@ -83,7 +86,7 @@ async def bridge(
         raise UpstreamTimeoutError() from None
     except (aiohttp.ClientError, OSError) as exc:
         raise UpstreamUnavailableError(type(exc).__name__) from None
-    client = web.WebSocketResponse(
+    client = ClientSocket(
         protocols=[upstream.protocol] if upstream.protocol else (),
         max_msg_size=max_message + 1,
     )
@@ -101,7 +104,40 @@ async def bridge(
         if live is not None and tether is not None:
             tether.release(live)
         await upstream.close(code=closing.code, message=closing.reason)
+        if client.lingering:
+            await _linger(request)
     return client
+
+
+class ClientSocket(web.WebSocketResponse):
+    """The client's side of the bridge, closed gently when the client broke the protocol
+    (a message past the limit): aiohttp closes the connection right after its close frame,
+    while such a client is typically still sending, and closing a socket with unread bytes
+    makes the kernel answer with a reset that can destroy the close frame before the client
+    reads it. Here the frame is followed by a half-close instead, what the client still
+    sends is discarded (aiohttp's reader is spent), and `bridge` closes the connection once
+    the client hangs up or LINGER passes. aiohttp internal: `_close_transport`, `_reader`."""
+
+    lingering = False
+
+    def _close_transport(self) -> None:
+        reader, request = self._reader, self._req
+        transport = request.transport if request is not None else None
+        if transport is None or reader is None or reader.exception() is None:
+            super()._close_transport()
+            return
+        self.lingering = True
+        if transport.can_write_eof() and not transport.is_closing():
+            transport.write_eof()  # TLS cannot half-close; its close waits all the same
+
+
+async def _linger(request: web.Request) -> None:
+    """Wait (up to LINGER) for the client to hang up, then close."""
+    protocol = request.protocol
+    if isinstance(protocol, GatewayProtocol):
+        await protocol.hung_up_within(LINGER)
+    if request.transport is not None:
+        request.transport.close()
 
 
 @dataclass(slots=True)

@@ -12,9 +12,10 @@ fit a gateway:
 * `Expect: 100-continue` is left to the gateway, which grants it after authorisation.
 
 aiohttp internals used here (pinned by tests/unit/test_aiohttp_internals.py): the
-`RequestHandler` class and its `data_received`, `connection_made`, `handle_error`,
-`_messages`, `_waiter`, `_request_count`, `_force_close`, `_close`, `_ErrInfo`; `Server`'s
-`_kwargs` / `_loop`; `AppRunner._make_server`; the route's `expect_handler`.
+`RequestHandler` class and its `data_received`, `connection_made`, `connection_lost`,
+`handle_error`, `_messages`, `_waiter`, `_request_count`, `_force_close`, `_close`,
+`_ErrInfo`; `Server`'s `_kwargs` / `_loop`; `AppRunner._make_server`; the route's
+`expect_handler`.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class GatewayProtocol(RequestHandler):
         self._header_timeout = limits.header_timeout  # as it was when the connection opened
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = False  # bytes of the awaited head have arrived
+        self._lost: asyncio.Future[None] | None = None  # made by `hung_up_within`
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -102,6 +104,21 @@ class GatewayProtocol(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_head_timer()
         super().connection_lost(exc)
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+
+    async def hung_up_within(self, seconds: float) -> bool:
+        """Whether the client closes the connection within `seconds` (at once if it has)."""
+        if self.transport is None:
+            return True
+        if self._lost is None:
+            self._lost = self._loop.create_future()
+        try:
+            async with asyncio.timeout(seconds):
+                await asyncio.shield(self._lost)
+        except TimeoutError:
+            return False
+        return True
 
     def data_received(self, data: bytes) -> None:
         count = self._request_count

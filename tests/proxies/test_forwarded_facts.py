@@ -148,8 +148,9 @@ async def test_path_and_origin_overrides_from_a_client_never_reach_the_app(
 ) -> None:
     """Found by an outside tester (F4 of issue 13): an app that honours X-Original-URL
     (Symfony, IIS) or reads its host from X-Forwarded-Host must get neither from a client,
-    as it gets neither from the gateway in proxy mode (docs/reference.md#headers-toward-the-
-    upstream). Each proxy replaces X-Forwarded-Host with the host it served."""
+    as it gets neither from the gateway in proxy mode
+    (docs/reference.md#headers-toward-the-upstream). Each proxy replaces X-Forwarded-Host
+    with the host it served."""
     path = unique("/public")
     answer = await deployment.request("GET", path, [*API.items(), *OVERRIDES])
     assert answer.status == 200, str(answer)

@@ -114,6 +114,28 @@ async def test_giant_client_message_is_closed_with_1009_without_buffering(
         assert stack.upstream.ws_sizes == [len(b"warm-up")]
 
 
+async def test_a_client_still_sending_past_the_limit_gets_the_close_frame(
+    aiohttp_server: AiohttpServer,
+) -> None:
+    """The client writes 16 MiB of a too-big frame before it reads anything. Failed before
+    the gateway lingered (seen in CI as close code None): the connection was closed right
+    after the 1009 frame, so the bytes still arriving drew a reset that killed the client's
+    writes and, with them, the close frame waiting to be read."""
+    async with scripted_stack(aiohttp_server) as stack, websocket(stack) as client:
+        sent, failure = 0, ""
+        try:
+            await client.send(ws_frame_header(2, 600 * MIB))
+            for _ in range(16):
+                await client.send(BLOCK)
+                sent += 1
+        except ConnectionError as exc:
+            failure = type(exc).__name__
+        async with asyncio.timeout(10):
+            code = await client.close_code()
+        assert (code, sent, failure) == (1009, 16, "")
+        assert stack.upstream.ws_sizes == [len(b"warm-up")]
+
+
 async def test_client_message_just_under_the_default_limit_is_relayed(
     aiohttp_server: AiohttpServer,
 ) -> None:

@@ -60,6 +60,8 @@ def test_methods_the_relay_overrides_or_calls_keep_their_signature(
         (web.StreamResponse, "_write_headers"),
         (web.StreamResponse, "_send_headers_immediately"),
         (web.StreamResponse, "_must_be_empty_body"),
+        (web.WebSocketResponse, "_close_transport"),
+        (WebSocketDataQueue, "exception"),
     ],
 )
 def test_internal_names_the_relay_uses_exist(owner: type, name: str) -> None:
