@@ -43,6 +43,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -707,6 +708,14 @@ def run_wrk(wrk: str, port: int, seconds: int, stack: Stack, pin: bool) -> dict[
     return dict(json.loads(match.group(1)))
 
 
+def measure_pair(rows: list[Row], stack: Stack, wrk: str, pin: bool) -> list[dict[str, float]]:
+    """--paired: both rows loaded at once, over the same seconds, so the machine's drift
+    (this VM's speed wanders by a third between rounds) hits both alike and their ratio
+    holds still. Each gets its own wrk; both share core 0, as each alone would use it."""
+    with ThreadPoolExecutor(len(rows)) as pool:
+        return list(pool.map(lambda row: measure(row, stack, wrk, pin), rows))
+
+
 def measure(row: Row, stack: Stack, wrk: str, pin: bool) -> dict[str, float]:
     assert row.proc is not None
     args = stack.args
@@ -1002,12 +1011,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="instead of the table: py-spy the 1-worker gateway under load "
                              "and write DIR/gateway.svg and DIR/gateway.folded")
+    parser.add_argument("--paired", action="store_true",
+                        help="two --rows loaded at once in every round (a drift-proof A/B)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args(argv)
     if args.warmup is None:
         args.warmup = 1 if args.quick else 5
     if args.duration is None:
         args.duration = 3 if args.quick else 10
+    if args.paired and len((args.rows or "").split(",")) != 2:
+        parser.error("--paired needs two rows: --rows gw1,base (say)")
     return args
 
 
@@ -1087,8 +1100,9 @@ def benchmark(stack: Stack, wrk: str, pin: bool, started: float) -> int:
           f"(~{len(rows) * args.repeats * (args.warmup + args.duration + 0.5):.0f} s)",
           flush=True)
     for round_ in range(args.repeats):
-        for row in rows:
-            run = measure(row, stack, wrk, pin)
+        runs = (measure_pair(rows, stack, wrk, pin) if args.paired
+                else (measure(row, stack, wrk, pin) for row in rows))
+        for row, run in zip(rows, runs, strict=True):
             row.runs.append(run)
             print(f"  round {round_ + 1}: {row.label:<34} {run['rps']:7.0f} req/s  "
                   f"p99 {run['p99_ms']:6.2f} ms  {run['cpu_us']:5.0f} us/req  "
@@ -1101,6 +1115,12 @@ def benchmark(stack: Stack, wrk: str, pin: bool, started: float) -> int:
                               peak_rss_kb(process_tree(row.proc.pid) + companion))
     print()
     print(table(rows))
+    if args.paired:
+        pairs = zip(rows[0].runs, rows[1].runs, strict=True)
+        ratios = sorted(b["cpu_us"] / a["cpu_us"] for a, b in pairs)
+        print(f"paired: CPU/request of {rows[1].label} / {rows[0].label}, per round: "
+              + " ".join(f"{r:.3f}" for r in ratios)
+              + f"; median {statistics.median(ratios):.3f}")
     print(machine_summary(stack, wrk, pin).split("\n", 1)[1])
     results = verdicts({row.key: row for row in rows}, args)
     stack.children.stop_all()  # free the cores for the memory measurement
