@@ -2,15 +2,18 @@
 
 The rest of the gateway calls `Metrics` methods and never imports prometheus_client: with
 `metrics.listen` unset they are no-ops (`Metrics`), with it set `PrometheusMetrics` counts.
-Label children are looked up once per label combination and kept, so a request costs a few
-dictionary look-ups and increments. With `server.workers > 1` the values live in
-prometheus_client's multiprocess files (the directory `cli.py` names before forking), and
-any worker's scrape shows the sum of all.
+A request is tallied in plain numbers and handed to prometheus_client once a second and
+before every scrape (`refresh`), so it costs a dictionary look-up and a few increments.
+With `server.workers > 1` the values live in prometheus_client's multiprocess files (the
+directory `cli.py` names before forking), and any worker's scrape shows the sum of all,
+up to a second behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
+from collections import Counter as CounterType
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -60,6 +63,32 @@ class Metrics:
 
 
 NO_METRICS = Metrics()
+
+
+class Tally:
+    """Observations of one histogram series since the last hand-over: a count per bucket of
+    DURATION_BUCKETS (and one past the last, +Inf) and their sum."""
+
+    __slots__ = ("buckets", "count", "total")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
+        self.count = 0
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1  # the first bound >= it
+        self.count += 1
+        self.total += seconds
+
+    def into(self, histogram: Any) -> None:
+        """Add to a prometheus_client histogram (or labelled child) what `observe` would
+        have, one call per bucket. prometheus_client internals: `_buckets` (one value per
+        bound, not cumulative) and `_sum`; tests/unit/test_metrics_tally.py pins them."""
+        for index, count in enumerate(self.buckets):
+            if count:
+                histogram._buckets[index].inc(count)
+        histogram._sum.inc(self.total)
 
 
 class PrometheusMetrics(Metrics):
@@ -129,6 +158,9 @@ class PrometheusMetrics(Metrics):
         )
         self._cache_size: Callable[[], int] | None = None
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._tallies: dict[tuple[str, str, int], Tally] = {}
+        self._upstream_tally = Tally()
+        self._lookup_tally: CounterType[str] = CounterType()
         # Every result shows, at 0, from the first scrape.
         self._lookup_children = {
             result: self._lookups.labels(result)
@@ -138,20 +170,17 @@ class PrometheusMetrics(Metrics):
             self._reloads.labels(result)
 
     def request(self, outcome: Outcome, status: int, seconds: float) -> None:
-        route = outcome.route or "default"
-        key = (route, outcome.decision, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                self._requests.labels(route, outcome.decision, str(status)),
-                self._durations.labels(route, outcome.decision),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        """Tallied in plain numbers (about a tenth of prometheus_client's own calls, which
+        take locks and check their arguments on every one), handed over by `refresh`."""
+        key = (outcome.route or "default", outcome.decision, status)
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = Tally()
+        tally.add(seconds)
         if outcome.cache is not None:
-            self._lookup_children[outcome.cache].inc()
+            self._lookup_tally[outcome.cache] += 1
         if outcome.upstream_s is not None:
-            self._upstream.observe(outcome.upstream_s)
+            self._upstream_tally.add(outcome.upstream_s)
 
     def ory_call(self, endpoint: str, outcome: str, seconds: float) -> None:
         self._ory.labels(endpoint, outcome).inc()
@@ -179,10 +208,30 @@ class PrometheusMetrics(Metrics):
             self._entries.set_function(size)
 
     def refresh(self) -> None:
-        """Values only this worker can read, written where every worker's scrape sees them
+        """The requests tallied since the last call handed to prometheus_client, and values
+        only this worker can read written where every worker's scrape sees them
         (multiprocess mode has no callbacks): called every second and before a scrape."""
+        self._hand_over()
         if self._multiprocess and self._cache_size is not None:
             self._entries.set(self._cache_size())
+
+    def _hand_over(self) -> None:
+        tallies, self._tallies = self._tallies, {}
+        for (route, decision, status), tally in tallies.items():
+            children = self._children.get((route, decision, status))
+            if children is None:
+                children = self._children[(route, decision, status)] = (
+                    self._requests.labels(route, decision, str(status)),
+                    self._durations.labels(route, decision),
+                )
+            children[0].inc(tally.count)
+            tally.into(children[1])
+        for result, count in self._lookup_tally.items():
+            self._lookup_children[result].inc(count)
+        self._lookup_tally.clear()
+        if self._upstream_tally.count:
+            upstream, self._upstream_tally = self._upstream_tally, Tally()
+            upstream.into(self._upstream)
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -226,3 +275,4 @@ async def refreshing(metrics: Metrics, every: float = 1.0) -> AsyncIterator[None
         yield
     finally:
         task.cancel()
+        metrics.refresh()  # the last second's tallies, for a scrape of the files after us
