@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ from gateway.relay.server import CLIENT_LIMITS, ClientLimits, defer_expect, hand
 from gateway.respond import Responder
 from gateway.revocation import Revoker
 from gateway.routes import RouteTable
+from gateway.websocket import OPEN_BRIDGES, close_bridges
 
 Clock = Callable[[], float]
 MARKER_MARGIN = 60.0  # seconds a revocation marker outlives the longest shared entry
@@ -201,6 +203,8 @@ async def build_app(
         lines=config.server.access_log, json=config.server.log_format == "json",
         metrics=metrics,
     )
+    app[OPEN_BRIDGES] = weakref.WeakSet()
+    app.on_shutdown.append(close_bridges)
     app.on_cleanup.append(_closing(resources))
     app.router.add_route("*", "/{tail:.*}", handle_request, expect_handler=defer_expect)
     return app

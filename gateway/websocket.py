@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from dataclasses import dataclass
 
 import aiohttp
@@ -25,6 +26,8 @@ from gateway.relay.server import GatewayProtocol
 log = logging.getLogger("gateway.websocket")
 
 LINGER = 2.0  # seconds a client that broke the protocol has to read our close frame
+CLOSE_AT_SHUTDOWN = 2.0  # seconds the clients get to answer the close of a shutdown
+SHUTTING_DOWN = b"server shutting down"
 
 
 def is_websocket_upgrade(request: web.BaseRequest) -> bool:
@@ -91,6 +94,7 @@ async def bridge(
         max_msg_size=max_message + 1,
     )
     client.headers[request_id[0]] = request_id[1]
+    request.app[OPEN_BRIDGES].add(client)
     closing = Closing()
     ended = asyncio.Event()  # the session ended (docs/reference.md#long-lived-connections)
     metrics.connection_opened("websocket")
@@ -103,10 +107,29 @@ async def bridge(
         metrics.connection_closed("websocket")
         if live is not None and tether is not None:
             tether.release(live)
+        if client.shutting_down:
+            closing.code, closing.reason = WSCloseCode.GOING_AWAY, SHUTTING_DOWN
         await upstream.close(code=closing.code, message=closing.reason)
         if client.lingering:
             await _linger(request)
     return client
+
+
+async def close_bridges(app: web.Application) -> None:
+    """On shutdown (aiohttp's `on_shutdown`, before it waits for handlers): every bridged
+    WebSocket is closed with 1001 on both sides, instead of being cut without a close
+    frame once the grace period is over. Clients get CLOSE_AT_SHUTDOWN to answer."""
+    bridges = app[OPEN_BRIDGES]
+    sockets = list(bridges)
+    if not sockets:
+        return
+    for client in sockets:
+        client.shutting_down = True  # the bridge tells the app the same
+    closes = (client.close(code=WSCloseCode.GOING_AWAY, message=SHUTTING_DOWN)
+              for client in sockets)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_AT_SHUTDOWN):
+            await asyncio.gather(*closes, return_exceptions=True)
 
 
 class ClientSocket(web.WebSocketResponse):
@@ -119,6 +142,7 @@ class ClientSocket(web.WebSocketResponse):
     the client hangs up or LINGER passes. aiohttp internal: `_close_transport`, `_reader`."""
 
     lingering = False
+    shutting_down = False
 
     def _close_transport(self) -> None:
         reader, request = self._reader, self._req
@@ -129,6 +153,9 @@ class ClientSocket(web.WebSocketResponse):
         self.lingering = True
         if transport.can_write_eof() and not transport.is_closing():
             transport.write_eof()  # TLS cannot half-close; its close waits all the same
+
+
+OPEN_BRIDGES: web.AppKey[weakref.WeakSet[ClientSocket]] = web.AppKey("open_bridges")
 
 
 async def _linger(request: web.Request) -> None:
@@ -185,7 +212,7 @@ async def _pump(source: Socket, sink: Socket, closing: Closing) -> None:
         elif message.type == WSMsgType.BINARY:
             await sink.send_bytes(message.data)
         elif message.type == WSMsgType.CLOSE:
-            closing.code = int(message.data or WSCloseCode.OK)
+            closing.code = sendable(int(message.data or WSCloseCode.OK))
             closing.reason = (message.extra or "").encode()
             return
         elif message.type == WSMsgType.ERROR:
@@ -197,5 +224,15 @@ async def _pump(source: Socket, sink: Socket, closing: Closing) -> None:
                 closing.code, closing.reason = WSCloseCode.MESSAGE_TOO_BIG, b"message too big"
             return
         elif message.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
-            closing.code = source.close_code or closing.code
+            closing.code = sendable(source.close_code or closing.code)
             return
+
+
+def sendable(code: int) -> int:
+    """A close code fit for the wire (RFC 6455 §7.4): one a side sent that no endpoint may
+    send (1005, 1006 and 1015 only describe a close, 1004 and 1016-2999 are reserved,
+    5000 and up do not exist), or aiohttp's 1006 for a side that hung up without a close
+    frame, is passed on as 1001, going away."""
+    if code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999:
+        return code
+    return WSCloseCode.GOING_AWAY

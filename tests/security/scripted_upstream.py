@@ -42,7 +42,8 @@ BEHAVIOURS = frozenset({
     "trickle",  # chunked: the first chunk, then the rest once `release` is set
 })
 # A request with `Upgrade: websocket` is accepted and every message echoed back whole;
-# the message FLOOD gets a frame announcing 600 MiB back instead.
+# the message FLOOD gets a frame announcing 600 MiB back instead, HANG_UP ends the
+# connection without a close frame and CLOSE_WITH + b"<code>" closes with that code.
 OBS_TEXT = b"r\xe9sum\xe9"
 CHUNKS = (b"first-", b"second-", b"third")
 GZIP_BODY = gzip.compress(b"compressed answer " * 64, mtime=0)
@@ -52,6 +53,8 @@ CROSSING_GRACE = 0.03  # a request this soon after a stray may have crossed it o
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MIB = 1024 * 1024
 FLOOD = b"flood"  # a WebSocket message asking for a giant frame back
+HANG_UP = b"hang up"
+CLOSE_WITH = b"close with "
 
 
 @dataclass
@@ -119,6 +122,7 @@ class ScriptedUpstream:
     stray_for: Callable[[Received], str] | None = None  # whom a stray answer names
     release: asyncio.Event = field(default_factory=asyncio.Event)  # ends a "trickle" answer
     ws_sizes: list[int] = field(default_factory=list)  # sizes of WebSocket messages received
+    ws_closes: list[int | None] = field(default_factory=list)  # close codes received
     flooded: int = 0  # bytes of the giant frame a FLOOD message got sent back
     strays: list[Stray] = field(default_factory=list)
     stray_delay: float = STRAY_DELAY
@@ -290,6 +294,8 @@ class ScriptedUpstream:
         while True:
             fin, opcode, payload = await read_ws_frame(reader)
             if opcode == 8:
+                self.ws_closes.append(int.from_bytes(payload[:2], "big") if payload else None)
+                await self._note()
                 writer.write(ws_frame(8, payload[:2], masked=False))
                 await writer.drain()
                 return
@@ -302,6 +308,13 @@ class ScriptedUpstream:
                 await self._note()
                 if message == FLOOD:
                     await self._flood(writer)
+                    return
+                if message == HANG_UP:
+                    return  # no close frame: the connection just ends
+                if message.startswith(CLOSE_WITH):
+                    code = int(message[len(CLOSE_WITH):])
+                    writer.write(ws_frame(8, code.to_bytes(2, "big"), masked=False))
+                    await writer.drain()
                     return
                 writer.write(ws_frame(kind, bytes(message), masked=False))
                 await writer.drain()
