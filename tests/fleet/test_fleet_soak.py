@@ -4,7 +4,7 @@ every way (token and browser logouts, revoke-one, revoke-others, the hook after 
 revocation, a Kratos recovery calling the hook). After the answer of a revocation has
 arrived, no replica may serve that session again; no answer may name another user.
 
-FLEET_SOAK_SECONDS sets how long the load runs (default 40)."""
+FLEET_SOAK_SECONDS sets how long the load runs (default 60)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from tests.fleet.conftest import (
 )
 
 pytestmark = needs_redis
-SECONDS = float(os.environ.get("FLEET_SOAK_SECONDS", "40"))
+SECONDS = float(os.environ.get("FLEET_SOAK_SECONDS", "60"))
 USERS = 50
 WORKERS = 8
 PAUSE = 0.005  # between one worker's requests: a steady load, not a saturating one
