@@ -297,17 +297,21 @@ http {{
     keepalive_requests 1000000;"""
 
 
-def caddyfile(port: int, ory_port: int, upstream_port: int) -> str:
-    return f"""\
-{{
+_CADDY_GLOBAL = """\
+{
 \tadmin off
 \tauto_https off
-\tlog {{
+\tlog {
 \t\toutput stderr
 \t\tlevel ERROR
-\t}}
-}}
+\t}
+}
+"""
 
+
+def caddyfile(port: int, ory_port: int, upstream_port: int) -> str:
+    return f"""\
+{_CADDY_GLOBAL}
 http://{HOST}:{port} {{
 \tbind {HOST}
 \tforward_auth {HOST}:{ory_port} {{
@@ -356,15 +360,7 @@ def nginx_check_conf(prefix: Path, port: int, gateway_port: int, upstream_port: 
 def caddyfile_check(port: int, gateway_port: int, upstream_port: int) -> str:
     """Caddy forward_auth asking the gateway's /_auth/check (the README's route)."""
     return f"""\
-{{
-\tadmin off
-\tauto_https off
-\tlog {{
-\t\toutput stderr
-\t\tlevel ERROR
-\t}}
-}}
-
+{_CADDY_GLOBAL}
 http://{HOST}:{port} {{
 \tbind {HOST}
 \troute {{
