@@ -38,7 +38,13 @@ from gateway.pipeline import handle_request
 from gateway.proxy import Upstream
 from gateway.redirects import LoopGuard
 from gateway.relay.client import UpstreamPool, websocket_session
-from gateway.relay.server import CLIENT_LIMITS, ClientLimits, defer_expect, handler_args
+from gateway.relay.server import (
+    CLIENT_LIMITS,
+    SOLE_HANDLER,
+    ClientLimits,
+    defer_expect,
+    handler_args,
+)
 from gateway.respond import Responder
 from gateway.revocation import Revoker
 from gateway.routes import RouteTable
@@ -207,6 +213,7 @@ async def build_app(
     app.on_shutdown.append(close_bridges)
     app.on_cleanup.append(_closing(resources))
     app.router.add_route("*", "/{tail:.*}", handle_request, expect_handler=defer_expect)
+    app[SOLE_HANDLER] = handle_request  # the GatewayRunner skips the router
     return app
 
 

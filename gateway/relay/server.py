@@ -15,13 +15,14 @@ aiohttp internals used here (pinned by tests/unit/test_aiohttp_internals.py): th
 `RequestHandler` class and its `data_received`, `connection_made`, `connection_lost`,
 `handle_error`, `_messages`, `_waiter`, `_request_count`, `_force_close`, `_close`,
 `_ErrInfo`; `Server`'s `_kwargs` / `_loop`; `AppRunner._make_server`; the route's
-`expect_handler`.
+`expect_handler`; `UrlMappingMatchInfo` and `BaseRequest._match_info`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
+from aiohttp.web_urldispatcher import UrlMappingMatchInfo
 
 from gateway.accesslog import REPORTING, AccessLogger
 from gateway.errors import (
@@ -60,6 +62,9 @@ class ClientLimits:
 
 
 CLIENT_LIMITS = web.AppKey("client_limits", ClientLimits)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The app's one handler, for every method and target: called without aiohttp's router.
+SOLE_HANDLER: web.AppKey[Handler] = web.AppKey("sole_handler")
 
 
 def handler_args(limits: ClientLimits) -> dict[str, Any]:
@@ -124,8 +129,11 @@ class GatewayProtocol(RequestHandler):
         count = self._request_count
         super().data_received(data)
         if self._request_count != count:
-            self._cancel_head_timer()  # a head is complete (or the parser gave up)
-            self._fail_unfinished_body()
+            if self._head_timer is not None:  # a head is complete (or the parser gave up)
+                self._cancel_head_timer()
+            messages = self._messages
+            if messages and type(messages[-1][0]) is _ErrInfo:
+                self._fail_unfinished_body()
         elif data:
             if self._head_timer is None and self._waiter is not None:
                 self._arm_head_timer()  # the first byte of the next request, when idle
@@ -147,15 +155,23 @@ class GatewayProtocol(RequestHandler):
                      request.remote or "-", type(exc).__name__, error.status)
         return _envelope(request, error, self._limits.request_id_header)
 
-    async def finish_response(
+    def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
-    ) -> tuple[web.StreamResponse, bool]:
+    ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
         """aiohttp's own plain-text answers (its router's 404 for a target that is not a
-        path, such as `OPTIONS *` or `CONNECT host:443`) become the gateway's envelope."""
+        path, such as `OPTIONS *` or `CONNECT host:443`, in an app that routes) become the
+        gateway's envelope. Not a coroutine itself: the common answer costs no extra frame."""
         if isinstance(resp, web.HTTPException) and resp.status >= 400:
             resp = _envelope(
                 request, _as_gateway_error(resp.status, resp), self._limits.request_id_header
             )
+        if "Expect" in request.headers:
+            return self._finish_then_close(request, resp, start_time)
+        return super().finish_response(request, resp, start_time)
+
+    async def _finish_then_close(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
         finished = await super().finish_response(request, resp, start_time)
         if awaits_continue(request):
             self.force_close()  # after the answer, not after aiohttp's 10 s of lingering
@@ -256,10 +272,35 @@ class GatewayRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # runs the app's startup
+        sole = self.app.get(SOLE_HANDLER)
+        handler = plain.request_handler if sole is None else _routed_to(self.app, sole)
         return GatewayServer(
-            plain.request_handler, request_factory=plain.request_factory,
+            handler, request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation, loop=plain._loop,
             limits=self.app.get(CLIENT_LIMITS, ClientLimits()),
             **plain._kwargs,  # the app's handler_args, as aiohttp merged them
         )
 
+
+
+def _routed_to(app: web.Application, handler: Handler) -> Handler:
+    """Every request straight to `handler`, as aiohttp's router would send it there with a
+    catch-all route (`/{tail:.*}`, any method) but without matching the path each time:
+    the gateway reads the raw target itself (gateway/paths.py), and a target that is not a
+    path is refused there. The match info is made once (frozen, read-only) for `request.app`."""
+    info = UrlMappingMatchInfo({}, _only_route(app))
+    info.add_app(app)
+    info.freeze()
+
+    def handle(request: web.Request) -> Awaitable[web.StreamResponse]:  # from the app's factory
+        request._match_info = info
+        return handler(request)  # the handler's own coroutine: no frame of ours around it
+
+    return handle
+
+
+def _only_route(app: web.Application) -> Any:
+    routes = list(app.router.routes())
+    if len(routes) != 1 or app.middlewares:
+        raise ValueError("SOLE_HANDLER needs an app with one route and no middleware")
+    return routes[0]
