@@ -70,10 +70,16 @@ def encode_value(value: str) -> str:
 
 def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
     """Header names listed in `Connection:` are hop-by-hop too (RFC 9110 §7.6.1)."""
-    tokens: set[str] = set()
-    for value in headers.getall("Connection", []):
-        tokens.update(normalise_name(t.strip()) for t in value.split(",") if t.strip())
-    return frozenset(tokens)
+    values = headers.getall("Connection", ())
+    if len(values) == 1:
+        return _tokens(values[0])
+    return frozenset().union(*(_tokens(value) for value in values))
+
+
+@functools.lru_cache(maxsize=256)
+def _tokens(value: str) -> frozenset[str]:
+    """Cached: nearly every Connection header says `keep-alive`, `close` or `Upgrade`."""
+    return frozenset(normalise_name(t.strip()) for t in value.split(",") if t.strip())
 
 
 class ForwardingPeer(NamedTuple):
@@ -159,10 +165,11 @@ def _set_forwarded(
 
 
 def response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """Upstream answer headers minus hop-by-hop ones; every Set-Cookie kept."""
-    dropped = HOP_BY_HOP | connection_tokens(upstream)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream.items():
-        if normalise_name(name) not in dropped:
-            out.add(name, value)
+    """Upstream answer headers minus hop-by-hop ones; every Set-Cookie kept (copied whole,
+    then the few hop-by-hop names removed: cheaper than adding the rest one by one)."""
+    dropped = HOP_BY_HOP | connection_tokens(upstream) if "Connection" in upstream \
+        else HOP_BY_HOP
+    out = CIMultiDict(upstream)
+    for name in [name for name in upstream if normalise_name(name) in dropped]:
+        out.popall(name, None)
     return out

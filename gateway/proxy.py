@@ -24,7 +24,7 @@ from gateway.headers import response_headers
 from gateway.live import Tether
 from gateway.observe import Metrics
 from gateway.outcome import Outcome
-from gateway.relay.answers import RelayedStream, RelayedWhole, UnsafeHeaderError, relayed
+from gateway.relay.answers import UnsafeHeaderError, relayed
 from gateway.relay.client import ClientBodyError, RequestBody, UpstreamAnswer, UpstreamPool
 
 log = logging.getLogger("gateway.proxy")
@@ -56,10 +56,11 @@ async def forward(
     The answer carries `request_id` (name, value); `outcome` notes the app's time; a
     streamed answer ends with the session `tether` ties it to."""
     sent = time.monotonic()
+    method = request.method
     try:
         with watchdog.within(answer_within, request.task) as deadline:
             body = request_body(request, deadline, answer_within)
-            answer = await upstream.pool.request(request.method, path_qs, headers, body)
+            answer = await upstream.pool.request(method, path_qs, headers, body)
     except TimeoutError:
         raise UpstreamTimeoutError() from None
     except ClientBodyError:
@@ -70,7 +71,7 @@ async def forward(
         raise UpstreamUnavailableError(type(exc).__name__) from None
     outcome.upstream_s = time.monotonic() - sent
     try:
-        return await _relay(request, answer, request_id, metrics, outcome, tether)
+        return await _relay(request, method, answer, request_id, metrics, outcome, tether)
     finally:
         answer.release()
 
@@ -85,12 +86,12 @@ def request_body(request: web.Request, deadline: Deadline, push: float) -> Reque
 
 
 async def _relay(
-    request: web.Request, upstream: UpstreamAnswer, request_id: tuple[str, str],
+    request: web.Request, method: str, upstream: UpstreamAnswer, request_id: tuple[str, str],
     metrics: Metrics, outcome: Outcome, tether: Tether | None,
 ) -> web.StreamResponse:
-    response = _response_for(request, upstream)
+    response = _response_for(method, upstream)
     response.headers[request_id[0]] = request_id[1]  # ours, not whatever the app said
-    if isinstance(response, RelayedWhole):
+    if isinstance(response, web.Response):
         return response  # aiohttp writes head and body at once
     await response.prepare(request)
     metrics.connection_opened("stream")
@@ -117,11 +118,11 @@ async def _relay(
     return response
 
 
-def _response_for(request: web.Request, upstream: UpstreamAnswer) -> RelayedStream:
+def _response_for(method: str, upstream: UpstreamAnswer) -> web.StreamResponse:
     """The answer's head as the client will get it; its body too when it is already in
     (most small answers: one write for both, one syscall fewer)."""
     body = None
-    if _already_complete(request, upstream):
+    if _already_complete(method, upstream):
         try:
             body = upstream.content.read_nowait()  # all of it: the stream is at EOF
         except aiohttp.ClientError as exc:
@@ -136,11 +137,11 @@ def _response_for(request: web.Request, upstream: UpstreamAnswer) -> RelayedStre
             from None
 
 
-def _already_complete(request: web.Request, upstream: UpstreamAnswer) -> bool:
+def _already_complete(method: str, upstream: UpstreamAnswer) -> bool:
     """The whole body arrived with the headers."""
     return (
         upstream.content.is_eof()
-        and request.method != "HEAD"
+        and method != "HEAD"
         and upstream.status >= 200
         and upstream.status not in (204, 304)
     )

@@ -44,8 +44,9 @@ async def grant_continue(request: web.BaseRequest) -> None:
 def expects_continue(request: web.BaseRequest) -> bool:
     """Whether the client waits for a 100 Continue before it sends its body (HTTP/1.1 only:
     an HTTP/1.0 client's Expect is ignored, RFC 9110 §10.1.1)."""
-    return request.version == HttpVersion11 and (
-        request.headers.get("Expect", "").lower() == "100-continue"
+    expect = request.headers.get("Expect")  # first: most requests have none
+    return expect is not None and expect.lower() == "100-continue" and (
+        request.version == HttpVersion11
     )
 
 
@@ -109,11 +110,15 @@ class RelayedWhole(RelayedStream, web.Response):
 
 def relayed(
     status: int, reason: str, headers: CIMultiDict[str], *, typed: bool, body: bytes | None,
-) -> RelayedStream:
-    """The response object for an upstream answer; `body` when it arrived whole."""
-    if not _CONTROL.isdisjoint(reason):
+) -> web.StreamResponse:
+    """The response object for an upstream answer; `body` when it arrived whole (then a
+    `web.Response`: aiohttp writes head and body at once). A whole, typed, UTF-8 answer
+    needs none of the corrections: aiohttp's own Response writes it as it is."""
+    if not (reason.isascii() and reason.isprintable()) and not _CONTROL.isdisjoint(reason):
         raise UnsafeHeaderError("the status line")
     raw = is_raw(headers) or not reason.isascii()
+    if body is not None and typed and not raw:
+        return web.Response(status=status, reason=reason, headers=headers, body=body)
     response: RelayedStream
     if body is None:
         response = RelayedStream(status=status, reason=reason, headers=headers)

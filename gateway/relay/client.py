@@ -100,6 +100,15 @@ class UpstreamProtocol(ResponseHandler):
         super().__init__(loop)
         self.idle = True  # no request in flight: nothing may arrive now
         self.tainted = False
+        self.poller: select.poll | None = None  # the socket, for `_is_quiet`
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.poller = select.poll()  # made once: reuse costs one poll(2), nothing more
+            self.poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
 
     def data_received(self, data: bytes) -> None:
         if self.idle:
@@ -107,7 +116,7 @@ class UpstreamProtocol(ResponseHandler):
                 self.tainted = True
                 self.close()
             return
-        super().data_received(data)
+        ResponseHandler.data_received(self, data)  # what super() finds, without the lookup
 
 
 class UpstreamAnswer:
@@ -196,7 +205,10 @@ class UpstreamPool:
         aiohttp.ClientError or OSError when the upstream cannot be reached or breaks the
         exchange, like the ClientSession it stands in for."""
         head = _request_head(method, self._prefix + path_qs, headers, self._authority, body)
-        protocol, reused = await self._connection()
+        protocol = self._idle_connection()
+        reused = protocol is not None
+        if protocol is None:
+            protocol = await self._connect()
         try:
             answer = await self._exchange(protocol, method, head, body)
             if not (reused and answer.status == 408):
@@ -266,7 +278,9 @@ class UpstreamPool:
             assert transport is not None  # noqa: S101 - checked when taken
             transport.write(head)
             if body is None:
-                message, payload = await _answer_head(protocol)
+                message, payload = await protocol.read()
+                if not 200 <= message.code <= 599 or "Transfer-Encoding" in message.headers:
+                    message, payload = await _answer_head(protocol, (message, payload))
             else:
                 sender = asyncio.ensure_future(_send_body(protocol, body))
                 sender.add_done_callback(_retrieve)
@@ -285,43 +299,39 @@ class UpstreamPool:
             self, protocol, message.code, message.reason, message.headers, payload, sender
         )
 
-    async def _connection(self) -> tuple[UpstreamProtocol, bool]:
-        """The newest idle connection still open, young enough and quiet, or a new one."""
+    def _idle_connection(self) -> UpstreamProtocol | None:
+        """The newest idle connection still open, young enough and quiet, if any."""
         self._expire_idle()
         while self._idle:
             protocol, _ = self._idle.pop()
             if protocol.is_connected() and not protocol.tainted and _is_quiet(protocol):
-                return protocol, True
+                return protocol
             protocol.close()
-        return await self._connect(), False
+        return None
 
     async def _connect(self) -> UpstreamProtocol:
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_connection(
+        _, protocol = await loop.create_connection(
             lambda: UpstreamProtocol(loop), self._host, self._port, ssl=self._tls,
             server_hostname=self._host if self._tls is not None else None,
         )
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return protocol
 
 
 Head = tuple[RawResponseMessage, StreamReader]
 
 
-async def _answer_head(protocol: UpstreamProtocol) -> Head:
-    """The real answer's head: 1xx answers (103 Early Hints, 100 Continue) are skipped. An
-    answer no request of ours can have (a status outside 100-599, a 101 when no upgrade was
-    asked for, a transfer coding other than chunked alone, which would be dropped on the
-    way) is not relayed: the exchange fails as not valid HTTP."""
-    while True:
-        message, payload = await protocol.read()
-        code = message.code
-        if code == 101 or not 100 <= code <= 599:
+async def _answer_head(protocol: UpstreamProtocol, first: Head | None = None) -> Head:
+    """The real answer's head (`first`: the head read already, if any): 1xx answers (103
+    Early Hints, 100 Continue) are skipped. An answer no request of ours can have (a status
+    outside 100-599, a 101 when no upgrade was asked for, a transfer coding other than
+    chunked alone, which would be dropped on the way) is not relayed: the exchange fails as
+    not valid HTTP."""
+    message, payload = first if first is not None else await protocol.read()
+    while (code := message.code) < 200 or code > 599:
+        if code == 101 or code < 100 or code > 599:
             raise HttpProcessingError(message=f"status {code} answers no request of ours")
-        if code >= 200:
-            break
+        message, payload = await protocol.read()
     codings = message.headers.getall("Transfer-Encoding", ())
     if codings and (len(codings) > 1 or codings[0].strip().lower() != "chunked"):
         raise HttpProcessingError(message="a transfer coding the gateway cannot relay")
@@ -389,13 +399,8 @@ def _leftover(protocol: UpstreamProtocol) -> bool:
 def _is_quiet(protocol: UpstreamProtocol) -> bool:
     """Nothing waiting in the socket that the loop has not delivered yet (a stray answer
     sent just now, or the upstream's FIN): one zero-timeout poll, before every reuse."""
-    transport = protocol.transport
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None:
-        return False
-    poll = select.poll()
-    poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
-    return not poll.poll(0)  # readable, closed or failed: not quiet
+    poller = protocol.poller
+    return poller is not None and not poller.poll(0)  # readable, closed or failed: not quiet
 
 
 def _request_head(
