@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 import time as _time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -60,24 +61,26 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         outcome = request.get(OUTCOME)  # None: an app other than the gateway (the demo's)
         reporting = self.reporting
+        status, method = response.status, request.method
         if outcome is not None:
             # aiohttp's `time` comes from the loop clock, whole milliseconds under uvloop.
             time = _time.monotonic() - outcome.started
-            reporting.metrics.request(outcome, response.status, time)
+            if reporting.metrics is not NO_METRICS:
+                reporting.metrics.request(outcome, status, time)
         if not reporting.lines:
             return
         path, cut = loggable_path(request.raw_path)
-        size = body_size(request, response, outcome)
+        size = body_size(method, response, outcome, status)
         if outcome is None:
             line = (
-                f"{request.method} {path}{'?…' if cut else ''} {response.status} "
+                f"{method} {path}{'?…' if cut else ''} {status} "
                 f"{size} {time * 1000:.1f}ms {request.remote or '-'}"
             )
         elif reporting.json:
             line = json_line({
-                "message": f"{request.method} {path} {response.status}",
-                "request_id": outcome.request_id, "method": request.method, "path": path,
-                "route": outcome.route, "decision": outcome.decision, "status": response.status,
+                "message": f"{method} {path} {status}",
+                "request_id": outcome.request_id, "method": method, "path": path,
+                "route": outcome.route, "decision": outcome.decision, "status": status,
                 "bytes": size, "duration_ms": round(time * 1000, 3),
                 "upstream_ms": None if outcome.upstream_s is None
                 else round(outcome.upstream_s * 1000, 3),
@@ -86,7 +89,7 @@ class AccessLogger(AbstractAccessLogger):
             })
         else:
             line = (
-                f"{request.method} {path}{'?…' if cut else ''} {response.status} "
+                f"{method} {path}{'?…' if cut else ''} {status} "
                 f"{size} {time * 1000:.1f}ms {request.remote or '-'} "
                 f"{outcome.decision} {outcome.request_id}"
             )
@@ -102,6 +105,8 @@ class AccessLogger(AbstractAccessLogger):
 
 
 _CUT_AT = ("?", "#", ";", "%3f", "%23", "%3b")
+# A path with nothing to cut or hide (most of them): shown as it is, after one match.
+_PLAIN_PATH = re.compile(r"/[^?#;%@]{0,511}")
 
 
 def loggable_path(raw: str) -> tuple[str, bool]:
@@ -109,6 +114,8 @@ def loggable_path(raw: str) -> tuple[str, bool]:
     fragment, `;` parameters or what follows an encoded `?`, `#` or `;` (refused requests
     carry such things), no path segment holding an `@` (an email, user info), and no target
     that is not a path at all (`http://user:pass@host/`)."""
+    if _PLAIN_PATH.fullmatch(raw):
+        return raw, False
     if not raw.startswith("/"):
         return "(not a path)", True
     lower = raw.lower()
@@ -122,10 +129,10 @@ def loggable_path(raw: str) -> tuple[str, bool]:
 
 
 def body_size(
-    request: web.BaseRequest, response: web.StreamResponse, outcome: Outcome | None
+    method: str, response: web.StreamResponse, outcome: Outcome | None, status: int
 ) -> int:
     """Bytes of the answer's body (aiohttp's own count includes its head)."""
-    if request.method == "HEAD" or response.status in (204, 304) or response.status < 200:
+    if method == "HEAD" or status in (204, 304) or status < 200:
         return 0
     if isinstance(response, web.Response):
         body = response.body

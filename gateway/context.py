@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from gateway.access import Authenticator
 from gateway.config import GatewayConfig
@@ -135,10 +136,10 @@ def client_address(request: web.BaseRequest, config: GatewayConfig) -> str:
     return request.remote or ""
 
 
-def forwarded_host(request: web.BaseRequest, config: GatewayConfig, trusted: bool) -> str:
+def forwarded_host(headers: CIMultiDictProxy[str], trusted: bool) -> str:
     """The Host the client asked for: X-Forwarded-Host from a trusted proxy, else Host."""
-    host = request.headers.get("Host", "")
-    forwarded = request.headers.get("X-Forwarded-Host") if trusted else None
+    host = headers.get("Host", "")
+    forwarded = headers.get("X-Forwarded-Host") if trusted else None
     if forwarded is not None:  # a list when proxies are chained: the first is the client's
         host = forwarded.split(",")[0].strip() or host
     return host

@@ -111,7 +111,7 @@ async def check(
         request.headers, config.credentials, config.session_cookie,
         request_cookies(request.headers), key=services.credential_key,
     )
-    host = request_host(forwarded_host(request, services.config, trusted=True))
+    host = request_host(forwarded_host(request.headers, trusted=True))
     try:
         allow = await decide(services.routes, services.auth, method, target.path, host,
                              credential, outcome)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from gateway.bus import Eviction
 from gateway.errors import OryUnavailableError
@@ -111,8 +112,7 @@ def _belongs(live: Live, kind: str, value: str, extra: str) -> bool:
     return False  # "*": a cache emptied for safety ends no connection
 
 
-@dataclass(frozen=True)
-class Tether:
+class Tether(NamedTuple):
     """What ties one request's long-lived connection to its session, handed down by the
     pipeline to the relay, which knows when a connection becomes long-lived."""
 

@@ -8,8 +8,8 @@ noted in the request's Outcome for the access log and the metrics.
 
 from __future__ import annotations
 
-from aiohttp import HttpVersion10, HttpVersion11, web
-from multidict import CIMultiDict
+from aiohttp import HttpVersion, HttpVersion10, HttpVersion11, web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.context import (
     GATEWAY,
@@ -54,13 +54,12 @@ _VERSIONS = (HttpVersion10, HttpVersion11)
 async def handle_request(request: web.Request) -> web.StreamResponse:
     """The gateway's only aiohttp handler."""
     services = request.app[GATEWAY].services  # once: a reload meanwhile changes nothing here
+    headers = request.headers  # once: each of aiohttp's cached properties costs a lookup
     trusted = is_trusted_peer(request, services.config)
     id_header = services.config.server.request_id_header
-    outcome = request[OUTCOME] = Outcome(
-        request_id_from(request.headers.get(id_header), trusted)
-    )
+    outcome = request[OUTCOME] = Outcome(request_id_from(headers.get(id_header), trusted))
     try:
-        _check_framing(request)
+        _check_framing(request.version, headers)
         target = canonical_target(request.raw_path)
     except BadRequestError as error:
         if isinstance(error, VersionNotSupportedError):
@@ -74,40 +73,41 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
             outcome.route, outcome.decision = "auth", "endpoint"
             response = await handle_endpoint(request, services, target)
         else:
-            response = await _proxy_or_refuse(request, services, target, trusted)
+            cookies = request_cookies(headers)
+            credential = _credential(headers, services, cookies)
+            try:
+                response = await _proxy(
+                    request, headers, services, target, credential, cookies, trusted, outcome
+                )
+            except GatewayError as error:
+                situation = situation_for(request, services, target, credential)
+                response = services.responder.render(request, error, situation)
     if not response.prepared:  # relayed answers carry it already
         response.headers[id_header] = outcome.request_id
-    if awaits_continue(request):
+    if "Expect" in headers and awaits_continue(request):
         response.force_close()  # a body we never asked for may or may not follow: no guessing
     return response
 
 
-async def _proxy_or_refuse(
-    request: web.Request, services: Services, target: RequestTarget, trusted: bool
-) -> web.StreamResponse:
+def _credential(
+    headers: CIMultiDictProxy[str], services: Services, cookies: Cookies
+) -> Credential | None:
     ory = services.config.ory
-    cookies = request_cookies(request.headers)
-    credential = extract_credential(
-        request.headers, ory.credentials, ory.session_cookie, cookies,
-        key=services.credential_key,
+    return extract_credential(
+        headers, ory.credentials, ory.session_cookie, cookies, key=services.credential_key
     )
-    try:
-        return await _proxy(request, services, target, credential, cookies, trusted)
-    except GatewayError as error:
-        situation = situation_for(request, services, target, credential)
-        return services.responder.render(request, error, situation)
 
 
-def _check_framing(request: web.Request) -> None:
+def _check_framing(version: HttpVersion, headers: CIMultiDictProxy[str]) -> None:
     """RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing, a smuggling vector; a
     transfer coding other than chunked alone would change what the body's bytes mean on the
     way (docs/reference.md#bodies-and-framing). Either way the connection ends here."""
-    if request.version not in _VERSIONS:
+    if version not in _VERSIONS:
         raise VersionNotSupportedError()
-    codings = request.headers.getall("Transfer-Encoding", ())
+    codings = headers.getall("Transfer-Encoding", ())
     if not codings:
         return
-    if request.version < HttpVersion11:
+    if version < HttpVersion11:
         raise FramingError("Transfer-Encoding is not allowed in an HTTP/1.0 request")
     if len(codings) > 1 or codings[0].strip().lower() != "chunked":
         raise FramingError("only the chunked transfer coding is accepted")
@@ -115,41 +115,45 @@ def _check_framing(request: web.Request) -> None:
 
 async def _proxy(
     request: web.Request,
+    headers: CIMultiDictProxy[str],
     services: Services,
     target: RequestTarget,
     credential: Credential | None,
     cookies: Cookies,
     trusted: bool,
+    outcome: Outcome,
 ) -> web.StreamResponse:
-    outcome = request[OUTCOME]
-    host = request_host(forwarded_host(request, services.config, trusted))
+    method = request.method
+    host = request_host(forwarded_host(headers, trusted))
     allow = await decide(
-        services.routes, services.auth, request.method, target.path, host, credential, outcome
+        services.routes, services.auth, method, target.path, host, credential, outcome
     )
-    websocket = is_websocket_upgrade(request)
+    websocket = is_websocket_upgrade(method, headers)
     if websocket and not is_allowed_origin(
-        request.headers.get("Origin"), allowed_origins(request, services.config)
+        headers.get("Origin"), allowed_origins(request, services.config)
     ):
         raise AccessDeniedError("cross-site WebSocket upgrade refused")
-    if "Expect" in request.headers and request.version == HttpVersion11:
+    if "Expect" in headers and request.version == HttpVersion11:
         if not expects_continue(request):
             raise ExpectationFailedError()
         await grant_continue(request)  # authorised: now the body may come
-    headers = upstream_headers(request, services, allow.session, credential, cookies, trusted)
+    sent = upstream_headers(
+        request, headers, services, allow.session, credential, cookies, trusted
+    )
     request_id = (services.config.server.request_id_header, outcome.request_id)
-    headers[request_id[0]] = request_id[1]
+    sent[request_id[0]] = request_id[1]
     upstream = services.upstream_for(allow.route)
     timeout = services.config.upstream.timeout
     tether = _tether(services, allow, credential)
     if websocket:
         url = upstream_url(upstream.base, target.path_qs)
         return await bridge(
-            request, upstream.websockets, url, headers, answer_within=timeout,
+            request, upstream.websockets, url, sent, answer_within=timeout,
             max_message=services.config.server.websocket_max_message, request_id=request_id,
             metrics=services.metrics, tether=tether,
         )
     return await forward(
-        request, upstream, target.path_qs, headers, answer_within=timeout,
+        request, upstream, target.path_qs, sent, answer_within=timeout,
         watchdog=services.watchdog, outcome=outcome, request_id=request_id,
         metrics=services.metrics, tether=tether,
     )
@@ -174,6 +178,7 @@ def _tether(services: Services, allow: Allow, credential: Credential | None) -> 
 
 def upstream_headers(
     request: web.Request,
+    headers: CIMultiDictProxy[str],
     services: Services,
     session: Session | None,
     credential: Credential | None,
@@ -186,16 +191,16 @@ def upstream_headers(
     peer = ForwardingPeer(
         remote_ip=request.remote or "",
         scheme=request.scheme,
-        host=request.headers.get("Host", ""),
+        host=headers.get("Host", ""),
         trusted=trusted,
     )
     return build_upstream_headers(
-        request.headers,
+        headers,
         strip=services.strip,
         identity=session.headers if session is not None else (),
         peer=peer,
         cookie_header=cookie_header_without(
-            request.headers, config.ory.session_cookie, cookies, also=GATEWAY_COOKIES
+            headers, config.ory.session_cookie, cookies, also=GATEWAY_COOKIES
         ),
         drop_authorization=credential is not None and credential.source == "bearer",
         preserve_host=config.upstream.preserve_host,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -91,12 +92,21 @@ def request_host(value: str) -> str:
     trailing dot (`a.test.` is the same name as `a.test`, and must meet its routes).
     Anything but `name[:port]` or `[v6][:port]` is refused: `b.test:80:80` is `b.test` to
     nginx's virtual hosts, so it must not be "no host route" to us."""
+    host = _host_name(value)
+    if host is None:
+        raise BadRequestError("the Host is not a host name or address with an optional port")
+    return host
+
+
+@functools.lru_cache(maxsize=1024)
+def _host_name(value: str) -> str | None:
+    """Cached: a gateway serves few host names, and every request names one."""
     host = value.strip().lower()
     if not host:
         return ""  # HTTP/1.0 without Host: only routes without a host match
     match = _HOST.fullmatch(host)
     if match is None:
-        raise BadRequestError("the Host is not a host name or address with an optional port")
+        return None
     name = match.group("name")
     return name[:-1] if name.endswith(".") else name
 

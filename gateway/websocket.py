@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
@@ -30,12 +30,12 @@ CLOSE_AT_SHUTDOWN = 2.0  # seconds the clients get to answer the close of a shut
 SHUTTING_DOWN = b"server shutting down"
 
 
-def is_websocket_upgrade(request: web.BaseRequest) -> bool:
+def is_websocket_upgrade(method: str, headers: CIMultiDictProxy[str]) -> bool:
     """`Upgrade: websocket` on a GET (RFC 6455 §4.1)."""
     return (
-        request.method == "GET"
-        and request.headers.get("Upgrade", "").lower() == "websocket"
-        and "upgrade" in request.headers.get("Connection", "").lower()
+        method == "GET"
+        and headers.get("Upgrade", "").lower() == "websocket"
+        and "upgrade" in headers.get("Connection", "").lower()
     )
 
 
