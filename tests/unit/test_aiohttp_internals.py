@@ -137,3 +137,34 @@ def test_a_request_can_be_answered_as_http11_whatever_it_claimed() -> None:
     assert request.version == HttpVersion(2, 0)  # cached now
     answer_as_http11(request)
     assert request.version == HttpVersion11
+
+
+async def test_a_request_routed_around_the_router_still_finds_its_app() -> None:
+    """relay.server's SOLE_HANDLER: one frozen UrlMappingMatchInfo, set as the request's
+    `_match_info`, is what `request.app` and `config_dict` read; and the app refuses a
+    second route, which the shortcut would silently never call."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from gateway.relay.server import _routed_to
+
+    key = web.AppKey("key", str)
+    app = web.Application()
+    app[key] = "the app's own"
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.app[key])
+        seen.append(request.config_dict[key])
+        return web.Response()
+
+    app.router.add_route("*", "/{tail:.*}", handler)
+    app.freeze()
+    routed = _routed_to(app, handler)
+    await routed(make_mocked_request("GET", "/anything?x=1"))
+    assert seen == ["the app's own", "the app's own"]
+
+    two = web.Application()
+    two.router.add_route("GET", "/a", handler)
+    two.router.add_route("GET", "/b", handler)
+    with pytest.raises(ValueError, match="one route"):
+        _routed_to(two, handler)
