@@ -31,6 +31,7 @@ _quote = json.encoder.encode_basestring_ascii  # json.dumps of one str, without 
 FLUSH_EVERY = 0.5  # seconds a line may wait before it is written
 BATCH = 256  # lines that force a write at once
 PIECE = 4000  # bytes per write, below PIPE_BUF (4096)
+_BYTES = (bytes, bytearray)  # a tuple: `bytes | bytearray` would build a union per call
 
 
 @dataclass(slots=True)
@@ -136,7 +137,7 @@ def body_size(
         return 0
     if isinstance(response, web.Response):
         body = response.body
-        if isinstance(body, bytes | bytearray):
+        if isinstance(body, _BYTES):
             return len(body)
     if outcome is not None and outcome.body_bytes is not None:
         return outcome.body_bytes
@@ -171,18 +172,24 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._pending: list[str] = []
         self._second = -1
         self._prefix = ""
+        self._millisecond = -1
+        self._stamped = ""  # the prefix of lines in the current millisecond
 
     def line(self, message: str, *, formatted: bool = False) -> None:
         """An INFO line without a LogRecord: in LOG_FORMAT's shape (`asctime LEVEL name:
-        msg`), or as given when `formatted` (a JSON line)."""
+        msg`), or as given when `formatted` (a JSON line). The time prefix is formatted once
+        per millisecond (several lines share one under load)."""
         if not formatted:
-            now = _time.time()
-            second = int(now)
-            if second != self._second:
-                self._second = second
-                stamp = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(second))
-                self._prefix = f"{stamp},%03d INFO gateway.access: "
-            message = self._prefix % int((now - second) * 1000) + message
+            millisecond = int(_time.time() * 1000)
+            if millisecond != self._millisecond:
+                self._millisecond = millisecond
+                second = millisecond // 1000
+                if second != self._second:
+                    self._second = second
+                    stamp = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(second))
+                    self._prefix = f"{stamp},%03d INFO gateway.access: "
+                self._stamped = self._prefix % (millisecond % 1000)
+            message = self._stamped + message
         self._pending.append(message)
         if len(self._pending) >= BATCH:
             self.flush()
@@ -206,7 +213,8 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         size = 0
         try:
             for line in lines:
-                length = len(line.encode()) + 1
+                # isascii() reads a flag: only a line with other characters is encoded to count
+                length = (len(line) if line.isascii() else len(line.encode())) + 1
                 if piece and size + length > PIECE:
                     self._write(piece)
                     piece, size = [], 0

@@ -118,9 +118,10 @@ def _read(
     cookies: Cookies | None,
 ) -> str | None:
     if source == "cookie":
-        pairs = request_cookies(headers) if cookies is None else cookies
-        return next((value.strip('"') for name, value in pairs if name == cookie_name and value),
-                    None)
+        for name, value in request_cookies(headers) if cookies is None else cookies:
+            if name == cookie_name and value:
+                return value.strip('"')
+        return None
     if source == "session_token":
         return headers.get("X-Session-Token", "").strip() or None
     scheme, _, token = headers.get("Authorization", "").strip().partition(" ")

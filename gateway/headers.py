@@ -115,7 +115,7 @@ def build_upstream_headers(
     for name, value in incoming.items():
         if not value.isascii():  # before dropping: the Cookie header is rebuilt, not copied
             _check_utf8(name, value)
-        normal = normalise_name(name)
+        normal = name.lower().replace("_", "-")  # normalise_name, inlined: once per header
         if normal in dropped:
             continue
         if "_" in name and normal in PATH_OVERRIDES:
@@ -170,6 +170,6 @@ def response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     dropped = HOP_BY_HOP | connection_tokens(upstream) if "Connection" in upstream \
         else HOP_BY_HOP
     out = CIMultiDict(upstream)
-    for name in [name for name in upstream if normalise_name(name) in dropped]:
+    for name in [name for name in upstream if name.lower().replace("_", "-") in dropped]:
         out.popall(name, None)
     return out

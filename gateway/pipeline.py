@@ -8,9 +8,13 @@ noted in the request's Outcome for the access log and the metrics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from aiohttp import HttpVersion, HttpVersion10, HttpVersion11, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.access import Authenticator
 from gateway.context import (
     GATEWAY,
     Services,
@@ -165,15 +169,19 @@ def _tether(services: Services, allow: Allow, credential: Credential | None) -> 
     session = allow.session
     if session is None or credential is None or allow.route.access == "public":
         return None
-    auth, ttl, clock = services.auth, services.config.cache.ttl, services.clock
-
-    async def recheck() -> tuple[Session, float] | None:
-        result = await auth.lookup(credential)
-        if not isinstance(result, Session):
-            return None
-        return result, auth.cache.fresh_until(credential.key) or clock() + ttl
-
+    ttl, clock = services.config.cache.ttl, services.clock
+    recheck = partial(_recheck, services.auth, credential, ttl, clock)  # no closure cells
     return Tether(services.live, credential.key, session, recheck, ttl, clock)
+
+
+async def _recheck(
+    auth: Authenticator, credential: Credential, ttl: float, clock: Callable[[], float]
+) -> tuple[Session, float] | None:
+    """A long-lived connection's session, as Ory sees it now, and until when that holds."""
+    result = await auth.lookup(credential)
+    if not isinstance(result, Session):
+        return None
+    return result, auth.cache.fresh_until(credential.key) or clock() + ttl
 
 
 def upstream_headers(

@@ -122,29 +122,22 @@ def _response_for(method: str, upstream: UpstreamAnswer) -> web.StreamResponse:
     """The answer's head as the client will get it; its body too when it is already in
     (most small answers: one write for both, one syscall fewer)."""
     body = None
-    if _already_complete(method, upstream):
+    status = upstream.status
+    if upstream.content.is_eof() and method != "HEAD" and status >= 200 and status not in (
+        204, 304
+    ):  # the whole body arrived with the headers
         try:
             body = upstream.content.read_nowait()  # all of it: the stream is at EOF
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailableError(type(exc).__name__) from None
     try:
         return relayed(
-            upstream.status, upstream.reason, response_headers(upstream.headers),
+            status, upstream.reason, response_headers(upstream.headers),
             typed="Content-Type" in upstream.headers, body=body,
         )
     except UnsafeHeaderError as exc:
         raise UpstreamUnavailableError(f"the app's answer has a control character in {exc}") \
             from None
-
-
-def _already_complete(method: str, upstream: UpstreamAnswer) -> bool:
-    """The whole body arrived with the headers."""
-    return (
-        upstream.content.is_eof()
-        and method != "HEAD"
-        and upstream.status >= 200
-        and upstream.status not in (204, 304)
-    )
 
 
 def _abort(request: web.Request) -> None:

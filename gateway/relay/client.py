@@ -412,7 +412,7 @@ def _request_head(
     lines = [f"{method} {target} HTTP/1.1"]
     if "Host" not in headers:
         lines.append(f"Host: {authority}")
-    lines += [f"{name}: {value}" for name, value in _without_framing(headers)]
+    lines.extend(map(": ".join, _without_framing(headers)))  # `name: value`, built in C
     if body is not None:
         lines.append(
             "Transfer-Encoding: chunked" if body.length is None
