@@ -63,6 +63,8 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
     id_header = services.config.server.request_id_header
     outcome = request[OUTCOME] = Outcome(request_id_from(headers.get(id_header), trusted))
     try:
+        if request.method == "CONNECT":  # a tunnel, whatever its target: never relayed
+            raise BadRequestError("CONNECT is not accepted: the gateway is no tunnel")
         _check_framing(request.version, headers)
         target = canonical_target(request.raw_path)
     except BadRequestError as error:
@@ -90,6 +92,10 @@ async def handle_request(request: web.Request) -> web.StreamResponse:
         response.headers[id_header] = outcome.request_id
     if "Expect" in headers and awaits_continue(request):
         response.force_close()  # a body we never asked for may or may not follow: no guessing
+    if "Upgrade" in headers and not isinstance(response, web.WebSocketResponse):
+        # aiohttp's parser took whatever followed this request for the upgraded protocol's
+        # bytes: a request pipelined behind it would wait for ever. End the connection.
+        response.force_close()
     return response
 
 

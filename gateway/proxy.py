@@ -10,7 +10,10 @@ slow uploads and long-lived streams are not cut off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import time
 from typing import NamedTuple
 
@@ -18,6 +21,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from gateway.accesslog import loggable_path
 from gateway.deadlines import Deadline, Watchdog
 from gateway.errors import FramingError, UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.headers import response_headers
@@ -103,8 +107,9 @@ async def _relay(
             sent += len(chunk)
             await response.write(chunk)
     except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
-        log.warning("upstream broke off a response to %s %s: %s",
-                    request.method, request.path, type(exc).__name__)
+        path, cut = loggable_path(request.raw_path)  # never an email, a query, a secret
+        log.warning("upstream broke off a response to %s %s%s: %s",
+                    method, path, "?…" if cut else "", type(exc).__name__)
         _abort(request)
         return response
     except (ConnectionResetError, aiohttp.ClientConnectionResetError):
@@ -130,17 +135,27 @@ def _response_for(method: str, upstream: UpstreamAnswer) -> web.StreamResponse:
             body = upstream.content.read_nowait()  # all of it: the stream is at EOF
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailableError(type(exc).__name__) from None
+    headers = response_headers(upstream.headers)  # typed or not once hop-by-hop ones are gone
     try:
-        return relayed(
-            status, upstream.reason, response_headers(upstream.headers),
-            typed="Content-Type" in upstream.headers, body=body,
-        )
+        return relayed(status, upstream.reason, headers, typed="Content-Type" in headers,
+                       body=body)
     except UnsafeHeaderError as exc:
         raise UpstreamUnavailableError(f"the app's answer has a control character in {exc}") \
             from None
 
 
 def _abort(request: web.Request) -> None:
-    """A response that has started cannot become an error page: cut the connection."""
-    if request.transport is not None:
-        request.transport.abort()
+    """A response that has started cannot become an error page: cut the connection with a
+    reset, never a FIN, which would pass for the end of a body framed by the close (an
+    HTTP/1.0 client's, say) and make a cut answer look complete."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+    transport.abort()
+
+
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST

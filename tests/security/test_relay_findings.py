@@ -1,0 +1,130 @@
+"""Regression tests for what a second outside tester found against the relay (R1-R5), each
+against the gateway as `gateway serve` runs it, with the promise it broke:
+
+* R1 `CONNECT` is refused whatever its target (docs/reference.md#errors): with a path as
+  its target it was relayed with an invented empty chunked body, and the client connection
+  went on as plain HTTP after a 2xx that opens a tunnel;
+* R2 no log line holds an email or a query of the request target (#logs-and-metrics): the
+  warning for an answer the app broke off logged aiohttp's decoded path;
+* R3 a relayed body is never cut short in a way that looks complete (#bodies-and-framing):
+  an HTTP/1.0 client, whose answer ends with the connection, got a FIN after a chunked
+  answer broke off, exactly what a complete answer looks like;
+* R4 a request pipelined behind an `Upgrade` request that was not a WebSocket handshake
+  waited for ever: aiohttp's parser keeps what follows such a request for the upgraded
+  protocol;
+* R5 an answer whose own `Connection` header lists `Content-Type` stays untyped, instead of
+  getting aiohttp's `application/octet-stream`.
+
+The docstrings say how each failed on 19126d6, the commit before the fixes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from pytest_aiohttp import AiohttpServer
+
+from tests.security.raw_client import API, RawClient, exchange, request
+from tests.security.scripted_upstream import ANSWERS, scripted_stack
+from tests.security.test_outsider_findings import answer_with, error_id
+
+
+@pytest.mark.parametrize("target", ["/public/tunnel", "127.0.0.1:443", "/private/tunnel"])
+async def test_connect_is_refused_whatever_its_target(
+    aiohttp_server: AiohttpServer, target: str
+) -> None:
+    """Fails on 19126d6: `CONNECT /public/tunnel` reaches the app as a chunked request with an
+    empty body, and the client gets a 200 without a body on a connection left open."""
+    async with scripted_stack(aiohttp_server) as stack, RawClient(stack.port) as client:
+        await client.send(request("CONNECT", target, API))
+        answer = await client.answer()
+        assert error_id(answer, 400) == "bad_request"
+        rest, closed = await client.collect(5)
+        assert (rest, closed) == (b"", True), "the connection stayed open after the refusal"
+        assert stack.upstream.received == []
+
+
+async def test_no_log_line_shows_the_email_of_a_broken_off_answer(
+    aiohttp_server: AiohttpServer,
+) -> None:
+    """The app promises 100 bytes, sends 10 and closes: the gateway's warning names the
+    request without the email in its path or its query. Fails on 19126d6: `upstream broke
+    off a response to GET /public/cut/alice@corp.example` (decoded, uncut)."""
+    async with scripted_stack(aiohttp_server) as stack:
+        for path in ("/public/cut/alice@corp.example", "/public/cut/alice%40corp.example"):
+            stack.upstream.script[path] = "close-mid"
+        answer = await exchange(stack.port, request(
+            "GET", "/public/cut/alice%40corp.example?token=SECRET-query", API))
+        assert answer is None or answer.status == 200
+    lines = stack.gateway.lines  # the gateway has stopped: every line it wrote is in
+    assert any("upstream broke off" in line for line in lines), lines[-5:]
+    leaked = [line for line in lines if "corp.example" in line or "SECRET-query" in line]
+    assert leaked == []
+
+
+async def test_http_1_0_client_sees_a_broken_off_answer_as_broken(
+    aiohttp_server: AiohttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunked answer breaks off mid-chunk; the HTTP/1.0 client, whose answer is framed by
+    the connection's end, gets a reset, not an end it would take for the body's. Fails on
+    19126d6: the cut body followed by a clean FIN."""
+    cut = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n6\r\n[1,2,3")
+    monkeypatch.setitem(ANSWERS, "close-mid", answer_with(cut))  # the app closes after it
+    async with scripted_stack(aiohttp_server) as stack:
+        stack.upstream.script["/public/cut-chunked"] = "close-mid"
+        reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
+        try:
+            writer.write(request("GET", "/public/cut-chunked", API, version="HTTP/1.0"))
+            with pytest.raises(ConnectionResetError):
+                await read_to_end(reader)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+
+async def read_to_end(reader: asyncio.StreamReader) -> None:
+    """Read until the connection ends (within 10 s): quietly on a FIN, raising on a reset."""
+    async with asyncio.timeout(10):
+        while await reader.read(65536):
+            pass
+
+
+async def test_request_pipelined_behind_another_upgrade_is_never_left_waiting(
+    aiohttp_server: AiohttpServer,
+) -> None:
+    """`Upgrade: h2c` on a plain GET, a second GET in the same write: the first is answered
+    and the connection ends, so the client knows to send the second again. Fails on
+    19126d6: the first is answered, the second never, and the connection stays open."""
+    async with scripted_stack(aiohttp_server) as stack, RawClient(stack.port) as client:
+        await client.send(
+            request("GET", "/public/first", API, "Connection: Upgrade", "Upgrade: h2c")
+            + request("GET", "/public/second", API)
+        )
+        first = await client.answer()
+        assert first is not None
+        assert first.status == 200, first.head
+        rest, closed = await client.collect(5)
+        assert closed, "the connection stayed open with a request unanswered"
+        if rest:  # answered after all: then it is the second request's own answer
+            assert b"/public/second" in rest
+
+
+async def test_answer_naming_content_type_in_connection_stays_untyped(
+    aiohttp_server: AiohttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails on 19126d6: `Content-Type: application/octet-stream`, which the app never
+    sent (its Content-Type was hop-by-hop, so removed, and the answer counted as typed)."""
+    raw = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: Content-Type\r\n"
+           b"Content-Length: 2\r\n\r\nok")
+    monkeypatch.setitem(ANSWERS, "obs-text", answer_with(raw))
+    async with scripted_stack(aiohttp_server) as stack:
+        stack.upstream.script["/public/hop-type"] = "obs-text"
+        answer = await exchange(stack.port, request("GET", "/public/hop-type", API))
+        assert answer is not None
+        assert answer.status == 200, answer.head
+        assert answer.header("Content-Type") is None, answer.head
+        assert answer.body == b"ok"
