@@ -71,9 +71,12 @@ def encode_value(value: str) -> str:
 def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
     """Header names listed in `Connection:` are hop-by-hop too (RFC 9110 §7.6.1)."""
     values = headers.getall("Connection", ())
-    if len(values) == 1:
+    if len(values) == 1 and len(values[0]) <= _CACHED_UP_TO:
         return _tokens(values[0])
-    return frozenset().union(*(_tokens(value) for value in values))
+    return frozenset().union(*(_tokens.__wrapped__(value) for value in values))
+
+
+_CACHED_UP_TO = 100  # longer values (a client's, say) are split each time, never cached
 
 
 @functools.lru_cache(maxsize=256)

@@ -92,10 +92,15 @@ def request_host(value: str) -> str:
     trailing dot (`a.test.` is the same name as `a.test`, and must meet its routes).
     Anything but `name[:port]` or `[v6][:port]` is refused: `b.test:80:80` is `b.test` to
     nginx's virtual hosts, so it must not be "no host route" to us."""
-    host = _host_name(value)
+    # Cached only when short: a name is at most 253 characters, and no client may fill the
+    # cache with kilobytes of Host each.
+    host = _host_name(value) if len(value) <= _CACHED_UP_TO else _host_name.__wrapped__(value)
     if host is None:
         raise BadRequestError("the Host is not a host name or address with an optional port")
     return host
+
+
+_CACHED_UP_TO = 300
 
 
 @functools.lru_cache(maxsize=1024)
