@@ -121,8 +121,8 @@ def build_upstream_headers(
         normal = name.lower().replace("_", "-")  # normalise_name, inlined: once per header
         if normal in dropped:
             continue
-        if "_" in name and normal in PATH_OVERRIDES:
-            continue  # only the dash spelling from a trusted proxy counts
+        if "_" in name and normal in _NO_UNDERSCORE_SPELLING:
+            continue  # only the dash spelling counts (from a trusted proxy, for the paths)
         out.add(name, value)
     if cookie_header:
         out["Cookie"] = cookie_header
@@ -130,6 +130,11 @@ def build_upstream_headers(
     for name, value in identity:
         out[name] = value
     return out
+
+
+# Names an app may read in their underscore spelling too (CGI-style servers map `_` and `-`
+# alike): the path overrides, and the request's framing, which is the gateway's to write.
+_NO_UNDERSCORE_SPELLING = PATH_OVERRIDES | {"content-length"}
 
 
 @functools.lru_cache(maxsize=8)

@@ -197,6 +197,16 @@ def test_path_override_underscore_spelling_is_always_dropped(
     assert normalise_name(name) not in normalised_names(out)
 
 
+@pytest.mark.parametrize("name", ["Content_Length", "content_length", "Transfer_Encoding"])
+def test_framing_header_in_underscore_spelling_is_never_forwarded(name: str) -> None:
+    """An app that reads `Content_Length` as `Content-Length` would frame the body by a
+    length the gateway never wrote (an outside tester saw it forwarded)."""
+    out = build(incoming((name, "50"), ("Content-Length", "5")))
+
+    assert name not in out
+    assert out.getall("Content-Length") == ["5"]
+
+
 def test_forwarded_headers_are_replaced_for_untrusted_peer() -> None:
     headers = incoming(
         ("X-Forwarded-For", "1.2.3.4"),
