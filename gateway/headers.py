@@ -72,17 +72,19 @@ def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> froz
     """Header names listed in `Connection:` are hop-by-hop too (RFC 9110 §7.6.1)."""
     values = headers.getall("Connection", ())
     if len(values) == 1 and len(values[0]) <= _CACHED_UP_TO:
-        return _tokens(values[0])
-    return frozenset().union(*(_tokens.__wrapped__(value) for value in values))
+        return _cached_tokens(values[0])
+    return frozenset().union(*(_tokens(value) for value in values))
 
 
 _CACHED_UP_TO = 100  # longer values (a client's, say) are split each time, never cached
 
 
-@functools.lru_cache(maxsize=256)
 def _tokens(value: str) -> frozenset[str]:
-    """Cached: nearly every Connection header says `keep-alive`, `close` or `Upgrade`."""
     return frozenset(normalise_name(t.strip()) for t in value.split(",") if t.strip())
+
+
+# Nearly every Connection header says `keep-alive`, `close` or `Upgrade`.
+_cached_tokens = functools.lru_cache(maxsize=256)(_tokens)
 
 
 class ForwardingPeer(NamedTuple):

@@ -94,7 +94,7 @@ def request_host(value: str) -> str:
     nginx's virtual hosts, so it must not be "no host route" to us."""
     # Cached only when short: a name is at most 253 characters, and no client may fill the
     # cache with kilobytes of Host each.
-    host = _host_name(value) if len(value) <= _CACHED_UP_TO else _host_name.__wrapped__(value)
+    host = _cached_host_name(value) if len(value) <= _CACHED_UP_TO else _host_name(value)
     if host is None:
         raise BadRequestError("the Host is not a host name or address with an optional port")
     return host
@@ -103,9 +103,8 @@ def request_host(value: str) -> str:
 _CACHED_UP_TO = 300
 
 
-@functools.lru_cache(maxsize=1024)
 def _host_name(value: str) -> str | None:
-    """Cached: a gateway serves few host names, and every request names one."""
+    """The name of a Host value, None when it is not one."""
     host = value.strip().lower()
     if not host:
         return ""  # HTTP/1.0 without Host: only routes without a host match
@@ -114,6 +113,10 @@ def _host_name(value: str) -> str | None:
         return None
     name = match.group("name")
     return name[:-1] if name.endswith(".") else name
+
+
+# A gateway serves few host names, and every request names one.
+_cached_host_name = functools.lru_cache(maxsize=1024)(_host_name)
 
 
 def aal_rank(aal: str) -> int:

@@ -180,9 +180,8 @@ class GatewayProtocol(RequestHandler):
     def _fail_unfinished_body(self) -> None:
         """aiohttp queues a parse error in the middle of a body (a broken chunk) as a message
         of its own and leaves the body waiting for bytes that will never come: end the body
-        with the error instead, so the request fails now (400), not at upstream.timeout."""
-        if not self._messages or not isinstance(self._messages[-1][0], _ErrInfo):
-            return
+        with the error instead, so the request fails now (400), not at upstream.timeout.
+        Called when the newest queued message is such an error."""
         request = self._current_request
         if request is not None and not request.content.is_eof():
             request.content.set_exception(RequestPayloadError("the body broke its framing"))
