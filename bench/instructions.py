@@ -47,16 +47,33 @@ USERS = 50
 WARM = 200  # requests before either count: every user's session is cached by then
 
 
-async def _load(port: int, cookies: list[str], requests: int, connections: int) -> None:
-    """`requests` keep-alive GETs over `connections` connections, one at a time on each."""
+# What each kind of request looks like: a client's, or a proxy's check describing it (the
+# headers Debian's nginx and Caddy send with the bench's configs, bench/run.py).
+REQUESTS = {
+    "proxy": "GET /bench HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n",
+    "nginx": ("GET /_auth/check/nginx HTTP/1.1\r\nX-Original-Method: GET\r\n"
+              "X-Original-URI: /bench\r\nX-Forwarded-Host: 127.0.0.1\r\n"
+              "X-Forwarded-Proto: http\r\nHost: gateway\r\nCookie: {cookie}\r\n\r\n"),
+    "caddy": ("GET /_auth/check HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n"
+              "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Host: {host}\r\n"
+              "X-Forwarded-Method: GET\r\nX-Forwarded-Proto: http\r\n"
+              "X-Forwarded-Uri: /bench\r\nAccept-Encoding: gzip\r\n\r\n"),
+}
+
+
+async def _load(port: int, cookies: list[str], requests: int, connections: int,
+                kind: str = "proxy") -> None:
+    """`requests` keep-alive requests over `connections` connections, one at a time on
+    each."""
+    template = REQUESTS[kind]
 
     async def one_connection(share: int, offset: int) -> None:
         reader, writer = await asyncio.open_connection(HOST, port)
         try:
             for i in range(share):
                 cookie = cookies[(offset + i) % len(cookies)]
-                writer.write(f"GET /bench HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-                             f"Cookie: {COOKIE}={cookie}\r\n\r\n".encode())
+                writer.write(template.format(host=f"{HOST}:{port}",
+                                             cookie=f"{COOKIE}={cookie}").encode())
                 head = await reader.readuntil(b"\r\n\r\n")
                 if not head.startswith(b"HTTP/1.1 200"):
                     raise BenchError(f"the gateway answered {head[:40]!r}")
@@ -77,19 +94,24 @@ def _instructions(checkout: Path, requests: int, args: argparse.Namespace,
     """Instructions of one gateway process that served WARM + `requests` requests."""
     port = free_port()
     config = work / f"gateway-{port}.toml"
-    config.write_text(gateway_toml(port, ports[0], ports[1], 1, 600.0, 0.0))
+    config.write_text(gateway_toml(port, ports[0], ports[1], 1, 600.0, 0.0,
+                                   checks=args.request != "proxy"))
     out = work / f"callgrind-{port}.out"
     python = checkout / ".venv" / "bin" / "python"
     name = f"gateway-{port}"
+    server = ["-m", "gateway", "serve", "--config", str(config)]
+    if args.floor:
+        server = [str(BENCH / "floor_check.py"), "--port", str(port),
+                  "--ory", f"http://{HOST}:{ports[0]}", "--ttl", "600"]
     proc = children.start(
         name, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(python),
-               "-m", "gateway", "serve", "--config", str(config)],
+               *server],
         cpus=None, cwd=checkout,
     )
     try:
         wait_port(port, proc, name, children, timeout=300)
-        asyncio.run(_load(port, cookies, WARM, args.connections))
-        asyncio.run(_load(port, cookies, requests, args.connections))
+        asyncio.run(_load(port, cookies, WARM, args.connections, args.request))
+        asyncio.run(_load(port, cookies, requests, args.connections, args.request))
     finally:
         proc.terminate()  # SIGTERM: the gateway stops, callgrind writes its counts
         try:
@@ -116,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=1, help="C (default 1)")
     parser.add_argument("--n1", type=int, default=400)
     parser.add_argument("--n2", type=int, default=1400)
+    parser.add_argument("--request", choices=sorted(REQUESTS), default="proxy",
+                        help="a proxied request (default), or nginx's / Caddy's check")
+    parser.add_argument("--floor", action="store_true",
+                        help="count bench/floor_check.py instead of the gateway (a check)")
     args = parser.parse_args(argv)
+    if args.floor and args.request == "proxy":
+        parser.error("--floor answers checks only: add --request nginx (or caddy)")
     if find("valgrind") is None:
         print("bench/instructions.py needs valgrind: apt-get install -y valgrind",
               file=sys.stderr)

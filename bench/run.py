@@ -417,6 +417,7 @@ class Row:
     companion: Callable[[], subprocess.Popen[bytes]] | None = None
     companion_port: int = 0
     companion_proc: subprocess.Popen[bytes] | None = None
+    warm: bool = False  # every user's session is fetched before the rounds (forward auth)
     proc: subprocess.Popen[bytes] | None = None
     runs: list[dict[str, float]] = field(default_factory=list)
     peak_kb: int = 0
@@ -513,6 +514,7 @@ class Stack:
             self._baseline_row(),
             self._nginx_row(cache=False), self._nginx_row(cache=True), self._caddy_row(),
             self._nginx_check_row(), self._caddy_check_row(),
+            self._nginx_check_row(floor=True), self._caddy_check_row(floor=True),
             self._floor_row(),
         ]
         return [r for r in rows if r is not None and (wanted is None or r.key in wanted)]
@@ -594,13 +596,26 @@ class Stack:
 
         return Row("caddy", "Caddy forward_auth", start, port)
 
-    def _checking_gateway(self, key: str) -> tuple[Callable[[], subprocess.Popen[bytes]], int]:
+    def _checking_gateway(
+        self, key: str, *, floor: bool = False,
+    ) -> tuple[Callable[[], subprocess.Popen[bytes]], int]:
         """A 1-worker gateway that answers /_auth/check for a proxy. It takes Ory's place in
-        the direct rows, so it runs where the stand-in does (core 1)."""
+        the direct rows, so it runs where the stand-in does (core 1). `floor`:
+        bench/floor_check.py answers instead, the least any aiohttp check can cost."""
         port = free_port()
+        ttl = self.args.check_ttl
+        if floor:
+            floor_argv = [self.python, str(BENCH / "floor_check.py"), "--port", str(port),
+                          "--ory", f"http://{HOST}:{self.ory_port}", "--ttl", str(ttl)]
+
+            def start_floor() -> subprocess.Popen[bytes]:
+                return self.children.start(f"{key}-gateway", floor_argv, cpus="1",
+                                           env=self.env())
+
+            return start_floor, port
         config = self.work / f"{key}-gateway.toml"
-        config.write_text(gateway_toml(port, self.ory_port, self.upstream_port, 1,
-                                       self.args.ttl, self.args.refresh_ahead, checks=True))
+        config.write_text(gateway_toml(port, self.ory_port, self.upstream_port, 1, ttl,
+                                       self.args.refresh_ahead, checks=True))
         argv = [self.python, "-m", "gateway", "serve", "--config", str(config)]
 
         def start() -> subprocess.Popen[bytes]:
@@ -609,12 +624,12 @@ class Stack:
 
         return start, port
 
-    def _nginx_check_row(self) -> Row | None:
+    def _nginx_check_row(self, *, floor: bool = False) -> Row | None:
         if self.nginx is None:
             return None
         port = free_port()
-        key = "nginx-check"
-        companion, gateway_port = self._checking_gateway(key)
+        key = "nginx-check-floor" if floor else "nginx-check"
+        companion, gateway_port = self._checking_gateway(key, floor=floor)
         prefix = self._prefix(key)
         conf = prefix / "nginx.conf"
         conf.write_text(nginx_check_conf(prefix, port, gateway_port, self.upstream_port))
@@ -626,15 +641,17 @@ class Stack:
                 cpus="0",
             )
 
-        return Row(key, "nginx auth_request -> gateway check", start, port,
+        label = ("nginx auth_request -> floor check" if floor
+                 else "nginx auth_request -> gateway check")
+        return Row(key, label, start, port, warm=True,
                    companion=companion, companion_port=gateway_port)
 
-    def _caddy_check_row(self) -> Row | None:
+    def _caddy_check_row(self, *, floor: bool = False) -> Row | None:
         if self.caddy is None:
             return None
         port = free_port()
-        key = "caddy-check"
-        companion, gateway_port = self._checking_gateway(key)
+        key = "caddy-check-floor" if floor else "caddy-check"
+        companion, gateway_port = self._checking_gateway(key, floor=floor)
         home = self.work / f"{key}-home"
         home.mkdir()
         conf = home / "Caddyfile"
@@ -649,7 +666,9 @@ class Stack:
                 cpus="0", env=env,
             )
 
-        return Row(key, "Caddy forward_auth -> gateway check", start, port,
+        label = ("Caddy forward_auth -> floor check" if floor
+                 else "Caddy forward_auth -> gateway check")
+        return Row(key, label, start, port, warm=True,
                    companion=companion, companion_port=gateway_port)
 
     def _floor_row(self) -> Row:
@@ -685,6 +704,21 @@ class Stack:
         if status == 200:
             raise BenchError(f"{row.label}: a request without a cookie got 200: "
                              "authentication is not enforced")
+        if row.warm:
+            self.warm(row)
+
+    def warm(self, row: Row) -> None:
+        """One request per user through the proxy, so the check's cache holds every session
+        (issue 13 measures forward auth with the cache warm; its ttl outlasts the rounds)."""
+
+        def one(cookie: str) -> int:
+            return http_get(row.port, "/bench", {"Cookie": f"{COOKIE}={cookie}"})[0]
+
+        with ThreadPoolExecutor(8) as pool:
+            refused = sum(status != 200 for status in pool.map(one, self.cookies))
+        if refused:
+            raise BenchError(f"{row.label}: {refused} of {len(self.cookies)} users were "
+                             "refused while warming the cache")
 
 
 # --------------------------------------------------------------------------- wrk
@@ -783,8 +817,8 @@ def verdicts(rows: dict[str, Row], args: argparse.Namespace) -> list[tuple[str, 
 
     gw = rows.get("gw1")
     if gw is None or not gw.runs:
-        check(None, "gateway (1 worker) not measured: no targets")
-        return out
+        check(None, "gateway (1 worker) not measured: only the forward-auth ratios")
+        return out + forward_auth_verdicts(rows, None)
     floor = rows.get("floor")
     if floor is not None and floor.runs:
         g, f = median(gw, "cpu_us"), median(floor, "cpu_us")
@@ -799,19 +833,7 @@ def verdicts(rows: dict[str, Row], args: argparse.Namespace) -> list[tuple[str, 
         g, o = median(gw, "rps"), median(other, "rps")
         check(g >= 2 * o, f"gateway req/s {g:.0f} >= 2x {name} {o:.0f} (= {2 * o:.0f}); "
                           f"ratio {g / o:.2f}x")
-    for key, direct, name in (("nginx-check", "nginx", "nginx auth_request"),
-                              ("caddy-check", "caddy", "Caddy forward_auth")):
-        row, other = rows.get(key), rows.get(direct)
-        if row is None or not row.runs or other is None or not other.runs:
-            check(None, f"{name} -> gateway check: not installed / not run")
-            continue
-        c, o = median(row, "rps"), median(other, "rps")
-        check(c >= 3 * o, f"{name} -> gateway check {c:.0f} req/s >= 3x {name} -> Ory "
-                          f"{o:.0f} (= {3 * o:.0f}); ratio {c / o:.2f}x (issue 13)")
-        per_check, per_request = median(row, "gateway_cpu_us"), median(gw, "cpu_us")
-        check(per_check <= per_request,
-              f"{name}: gateway CPU per check {per_check:.0f} us <= per proxied request "
-              f"{per_request:.0f} us (issue 13)")
+    out.extend(forward_auth_verdicts(rows, gw))
     p99 = median(gw, "p99_ms")
     check(p99 < 15.0, f"gateway p99 {p99:.2f} ms < 15 ms")
     observed = rows.get("gw1-obs")
@@ -836,6 +858,36 @@ def verdicts(rows: dict[str, Row], args: argparse.Namespace) -> list[tuple[str, 
               f"{worst['seconds']:.1f} s (worst round) <= {bound} = {args.users} users{caches}"
               f" x (floor({worst['seconds']:.1f}/{args.ttl:g}) + 1); "
               f"{per:.2f} per user per ttl")
+    return out
+
+
+def forward_auth_verdicts(rows: dict[str, Row], gw: Row | None) -> list[tuple[str, str]]:
+    """Issue 13: each proxy asking the gateway's check (cache warm) against the same proxy
+    asking Ory; the floor-check rows are shown beside them, not judged: what the least
+    aiohttp check reaches on the same bench."""
+    out: list[tuple[str, str]] = []
+    for key, direct, name in (("nginx-check", "nginx", "nginx auth_request"),
+                              ("caddy-check", "caddy", "Caddy forward_auth")):
+        row, other = rows.get(key), rows.get(direct)
+        if other is None or not other.runs:
+            out.append(("SKIP", f"{name} -> check: {name} -> Ory not installed / not run"))
+            continue
+        o = median(other, "rps")
+        if row is not None and row.runs:
+            c = median(row, "rps")
+            out.append(("PASS" if c >= 3 * o else "FAIL",
+                        f"{name} -> gateway check {c:.0f} req/s >= 3x {name} -> Ory {o:.0f} "
+                        f"(= {3 * o:.0f}); ratio {c / o:.2f}x (issue 13)"))
+            if gw is not None and gw.runs:
+                per_check, per_request = median(row, "gateway_cpu_us"), median(gw, "cpu_us")
+                out.append(("PASS" if per_check <= per_request else "FAIL",
+                            f"{name}: gateway CPU per check {per_check:.0f} us <= per proxied "
+                            f"request {per_request:.0f} us (issue 13)"))
+        floor = rows.get(f"{key}-floor")
+        if floor is not None and floor.runs:
+            f = median(floor, "rps")
+            out.append(("INFO", f"{name} -> floor check {f:.0f} req/s: ratio {f / o:.2f}x, "
+                                f"{median(floor, 'gateway_cpu_us'):.0f} us per check"))
     return out
 
 
@@ -877,7 +929,9 @@ def machine_summary(stack: Stack, wrk: str, pin: bool) -> str:
         "CPU, % of one core; cores busy = core 0 / core 1, whole machine; '-> gateway "
         "check' rows: the proxy (core 0) asks a 1-worker gateway on core 1, where Ory's "
         "stand-in sits for the direct rows; CPU us/req is both together, the gateway's own "
-        "share is in the targets",
+        "share is in the targets; their cache is warm (every user fetched once before the "
+        f"rounds, ttl {a.check_ttl:g} s); '-> floor check' rows ask bench/floor_check.py "
+        "instead: the least an aiohttp check can cost",
         "pinning: " + ("server under test on core 0; wrk, stand-in and upstream share core 1; "
                        "* = not pinned (both cores)" if pin else "none (fewer than 2 cores "
                        "or no taskset)"),
@@ -976,7 +1030,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark the gateway against nginx, Caddy and a minimal Python proxy.",
         epilog="Rows: gw1, gw2, gw1-obs, base (with --baseline), nginx, nginx-cache, caddy, "
-               "nginx-check, caddy-check, floor.",
+               "nginx-check, caddy-check, nginx-check-floor, caddy-check-floor, floor.",
     )
     parser.add_argument("--quick", action="store_true",
                         help="1 s warm-up + 3 s measured per round (default 5 s + 10 s)")
@@ -988,6 +1042,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ory-latency", type=float, default=0.005,
                         help="seconds the stand-in adds to every answer")
     parser.add_argument("--ttl", type=float, default=10.0, help="cache ttl (seconds)")
+    parser.add_argument("--check-ttl", type=float, default=3600.0, metavar="SECONDS",
+                        help="cache ttl of the gateways behind the forward-auth rows, warmed "
+                             "before the rounds (default 3600: warm throughout)")
     parser.add_argument("--refresh-ahead", type=float, default=0.0, metavar="SECONDS",
                         help="the gateway's cache.refresh_ahead (default 0: off, as shipped)")
     parser.add_argument("--rows", help="comma-separated subset of the rows, e.g. gw1,floor")
@@ -1102,7 +1159,8 @@ def benchmark(stack: Stack, wrk: str, pin: bool, started: float) -> int:
             row.runs.append(run)
             print(f"  round {round_ + 1}: {row.label:<34} {run['rps']:7.0f} req/s  "
                   f"p99 {run['p99_ms']:6.2f} ms  {run['cpu_us']:5.0f} us/req  "
-                  f"whoami {run['whoami']:.0f}  stand-in CPU {run['ory_cpu_pct']:.0f}%",
+                  f"whoami {run['whoami']:.0f}  stand-in CPU {run['ory_cpu_pct']:.0f}%"
+                  + (f"  check {run['gateway_cpu_us']:.0f} us" if row.companion else ""),
                   flush=True)
     for row in rows:
         if row.proc is not None:
