@@ -78,7 +78,7 @@ class AccessLogger(AbstractAccessLogger):
                 f"{size} {time * 1000:.1f}ms {request.remote or '-'}"
             )
         elif reporting.json:
-            line = json_line({
+            fields = {
                 "message": f"{method} {path} {status}",
                 "request_id": outcome.request_id, "method": method, "path": path,
                 "route": outcome.route, "decision": outcome.decision, "status": status,
@@ -87,13 +87,18 @@ class AccessLogger(AbstractAccessLogger):
                 else round(outcome.upstream_s * 1000, 3),
                 "cache": outcome.cache, "identity_id": outcome.identity_id,
                 "peer": request.remote,
-            })
+            }
+            if outcome.checked is not None:
+                fields["checked_method"], fields["checked_path"] = outcome.checked
+            line = json_line(fields)
         else:
             line = (
                 f"{method} {path}{'?…' if cut else ''} {status} "
                 f"{size} {time * 1000:.1f}ms {request.remote or '-'} "
                 f"{outcome.decision} {outcome.request_id}"
             )
+            if outcome.checked is not None:
+                line = f"{line} checked {outcome.checked[0]} {outcome.checked[1]}"
         handlers = self.logger.handlers
         if len(handlers) == 1 and isinstance(handlers[0], BatchingHandler):
             handlers[0].line(line, formatted=reporting.json)

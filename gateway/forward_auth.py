@@ -17,6 +17,7 @@ import re
 
 from aiohttp import web
 
+from gateway.accesslog import loggable_path
 from gateway.context import (
     Services,
     allowed_origins,
@@ -106,6 +107,7 @@ async def check(
         ), request_id=outcome.request_id)
     method = original_method(request, nginx=nginx)
     target = forwarded_target(original_uri(request, nginx=nginx))
+    outcome.checked = (method, loggable_path(target.path)[0])  # for the access line
     config = services.config.ory
     credential = extract_credential(
         request.headers, config.credentials, config.session_cookie,

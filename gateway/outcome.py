@@ -30,8 +30,8 @@ class Outcome:
     "coalesced", "shared", "stale" or None when no session was looked up."""
 
     __slots__ = (
-        "body_bytes", "cache", "decision", "identity_id", "request_id", "route", "started",
-        "upstream_s",
+        "body_bytes", "cache", "checked", "decision", "identity_id", "request_id", "route",
+        "started", "upstream_s",
     )
 
     def __init__(self, request_id: str) -> None:
@@ -43,6 +43,8 @@ class Outcome:
         self.identity_id: str | None = None
         self.upstream_s: float | None = None  # time to the app's answer head
         self.body_bytes: int | None = None  # a streamed answer's body, as relayed
+        # A forward-auth check: the request it decided about (method, loggable path).
+        self.checked: tuple[str, str] | None = None
 
 
 OUTCOME = web.RequestKey("outcome", Outcome)

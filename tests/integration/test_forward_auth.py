@@ -733,3 +733,88 @@ aal = "aal2"
     assert "viewer@example.com" in await refused.text()
     assert stepped.status == 303
     assert login_query(stepped.headers["Location"])["aal"] == ["aal2"]
+
+
+# --- The access line names what was decided about ----------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+async def test_check_access_line_names_the_described_request_without_query_or_email(
+    proxy: Stack, access_lines: AccessLines, endpoint: str
+) -> None:
+    """An operator reading the log sees which request a check decided about: its method and
+    path as the access line shows paths (no query, no segment holding an email)."""
+    session = sign_in(proxy)
+    uri = "/users/alice@example.com/files?token=s3cret"
+
+    checked = await proxy.client.post(endpoint, headers={
+        **asks(endpoint, uri, method="DELETE"), **proxy.cookie(session.cookie_value), **API,
+    })
+    proxied = await proxy.client.get("/app/x", headers={
+        "Host": "app.example.com", **proxy.cookie(session.cookie_value), **API,
+    })
+
+    assert checked.status == 200
+    line = await access_lines.line_for(checked.headers["X-Request-Id"])
+    assert (line["method"], line["path"]) == ("POST", endpoint)
+    assert (line["checked_method"], line["checked_path"]) == ("DELETE", "/users/…/files")
+    assert line["identity_id"] == session.identity_id
+    text = json.dumps(line)
+    assert "s3cret" not in text
+    assert "alice@" not in text
+    assert "checked_path" not in await access_lines.line_for(proxied.headers["X-Request-Id"])
+
+
+async def test_refused_description_logs_no_checked_request(
+    proxy: Stack, access_lines: AccessLines
+) -> None:
+    response = await proxy.client.get(CHECK, headers={**described("/a/%2e%2e/admin"), **API})
+
+    assert response.status == 400
+    line = await access_lines.line_for(response.headers["X-Request-Id"])
+    assert "checked_path" not in line
+    assert line["decision"] == "bad_request"
+
+
+class TextLines(logging.Handler):
+    """Text access lines as written; `line_with` waits for the one holding a request id."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.lines: list[str] = []
+        self.written = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self.written.set()
+
+    async def line_with(self, request_id: str) -> str:
+        async with asyncio.timeout(WAIT):
+            while True:
+                for line in self.lines:
+                    if request_id in line:
+                        return line
+                self.written.clear()
+                await self.written.wait()
+
+
+async def test_text_access_line_ends_with_the_checked_request(make_stack: StackFactory) -> None:
+    stack = await make_stack(routes=ROUTES, server='trusted_proxies = ["127.0.0.1/32"]')
+    lines = TextLines()
+    logger = logging.getLogger("gateway.access")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(lines)
+    try:
+        response = await stack.client.get(NGINX, headers={
+            **described("/internal/report?id=7", nginx=True), **API,
+        })
+        assert response.status == 403
+        request_id = response.headers["X-Request-Id"]
+        line = await lines.line_with(request_id)
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+
+    assert line.startswith(f"GET {NGINX} 403 ")
+    assert line.endswith(f" denied {request_id} checked GET /internal/report")
