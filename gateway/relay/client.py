@@ -101,6 +101,8 @@ class UpstreamProtocol(ResponseHandler):
         self.idle = True  # no request in flight: nothing may arrive now
         self.tainted = False
         self.poller: select.poll | None = None  # the socket, for `_is_quiet`
+        self.head_only = False  # answering HEAD: no byte after the final head belongs to it
+        self._carry = b""  # the last bytes of a HEAD answer's unfinished head
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -116,7 +118,36 @@ class UpstreamProtocol(ResponseHandler):
                 self.tainted = True
                 self.close()
             return
+        if self.head_only:
+            self._head_answer(data)
+            return
         ResponseHandler.data_received(self, data)  # what super() finds, without the lookup
+
+    def _head_answer(self, data: bytes) -> None:
+        """An answer to HEAD is its head alone, whatever else the app sends. Many legacy
+        apps send the page anyway, often in the same packet, where the parser would take it
+        for the next answer and fail the exchange (a 502). So the head is fed up to its
+        end, one head at a time (1xx ones may come first); once the final head is in, the
+        connection counts as idle: anything after it taints and closes it."""
+        while data:
+            seen = self._carry + data
+            end = seen.find(b"\r\n\r\n")
+            if end < 0:
+                self._carry = seen[-3:]
+                ResponseHandler.data_received(self, data)
+                return
+            cut = end + 4 - len(self._carry)
+            self._carry = b""
+            ResponseHandler.data_received(self, data[:cut])
+            data = data[cut:]
+            if self.exception() is not None:
+                return  # not valid HTTP: the exchange fails, the connection is closed
+            answers = self._buffer  # aiohttp internal: ((head, body), size) not yet read
+            if answers and answers[-1][0][0].code >= 200:
+                self.head_only = False
+                self.idle = True
+                self.data_received(data)
+                return
 
 
 class UpstreamAnswer:
@@ -271,6 +302,7 @@ class UpstreamPool:
         sender: asyncio.Task[None] | None = None
         try:
             protocol.idle = False
+            protocol.head_only, protocol._carry = method == "HEAD", b""
             protocol.set_response_params(
                 skip_payload=method == "HEAD", read_until_eof=True, auto_decompress=False
             )

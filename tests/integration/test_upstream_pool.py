@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from gateway.errors import BadRequestError
-from gateway.relay.client import KEEPALIVE, UpstreamPool, _request_head
+from gateway.relay.client import KEEPALIVE, UpstreamPool, UpstreamProtocol, _request_head
 from tests.unit.fakes import FakeClock
 
 WAIT = 5.0
@@ -158,6 +158,51 @@ async def test_head_answer_has_no_body_and_the_connection_stays_usable(
     assert await fetch(pool, "HEAD") == (200, b"")
     assert await fetch(pool) == (200, b"ok")
     assert [number for number, _ in upstream.heads] == [1, 1]
+
+
+async def test_head_answered_with_a_body_anyway_gives_the_head_and_retires_the_connection(
+    pool: UpstreamPool, upstream: ScriptedUpstream
+) -> None:
+    """Legacy apps often send the page for HEAD too, in the same write as its head: the
+    head is the answer, the page is never taken for the next one."""
+    upstream.script.append(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789")
+
+    assert await fetch(pool, "HEAD") == (200, b"")
+    assert await fetch(pool) == (200, b"ok")
+    assert [number for number, _ in upstream.heads] == [1, 2]
+
+
+HEAD_ANSWER = (b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+               b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+
+
+@pytest.mark.parametrize("body", [b"", b"hello"])
+@pytest.mark.parametrize("split", range(1, len(HEAD_ANSWER) + 5))
+async def test_head_answer_split_anywhere_is_read_to_its_final_head(
+    split: int, body: bytes
+) -> None:
+    """However the packets cut the heads, the final one is the answer; a byte after it (a
+    body sent anyway) marks the connection unusable, and without one it stays reusable."""
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    transport, protocol = await loop.create_connection(lambda: UpstreamProtocol(loop), sock=ours)
+    try:
+        protocol.idle, protocol.head_only = False, True
+        protocol.set_response_params(skip_payload=True, read_until_eof=True)
+        data = HEAD_ANSWER + body
+        for piece in (data[:split], data[split:]):
+            if piece:
+                protocol.data_received(piece)
+        async with asyncio.timeout(WAIT):
+            interim, _ = await protocol.read()
+            final, _ = await protocol.read()
+        assert (interim.code, final.code) == (103, 200)
+        assert final.headers["Content-Length"] == "5"
+        assert protocol.tainted is bool(body)
+        assert protocol.idle  # nothing more may arrive for this exchange
+    finally:
+        transport.close()
+        theirs.close()
 
 
 async def test_informational_answers_before_the_real_one_are_skipped(
