@@ -140,9 +140,25 @@ def forwarded_host(headers: CIMultiDictProxy[str], trusted: bool) -> str:
     """The Host the client asked for: X-Forwarded-Host from a trusted proxy, else Host."""
     host = headers.get("Host", "")
     forwarded = headers.get("X-Forwarded-Host") if trusted else None
-    if forwarded is not None:  # a list when proxies are chained: the first is the client's
-        host = forwarded.split(",")[0].strip() or host
+    if forwarded is not None:
+        named = one_forwarded_value(forwarded)
+        if named is None:
+            raise BadRequestError(
+                "X-Forwarded-Host names several hosts: the gateway and the app could each "
+                "believe a different one"
+            )
+        host = named or host
     return host
+
+
+def one_forwarded_value(value: str) -> str | None:
+    """A forwarded header's one value: `a` for `a` or `a, a` (proxies that append repeat
+    it), None when it lists different ones (an app may read the first or the last: Rack
+    and Werkzeug take the last), "" when empty."""
+    if "," not in value:
+        return value.strip()
+    values = {part.strip().lower() for part in value.split(",")}
+    return values.pop() if len(values) == 1 else None
 
 
 def request_origin(request: web.BaseRequest, config: GatewayConfig) -> str:
@@ -153,12 +169,23 @@ def request_origin(request: web.BaseRequest, config: GatewayConfig) -> str:
     scheme = request.scheme
     host = request.headers.get("Host", "")
     if trusted:
-        scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip() or scheme
-        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip() or host
+        scheme = _believed(request.headers.get("X-Forwarded-Proto"), scheme)
+        host = _believed(request.headers.get("X-Forwarded-Host"), host)
     if scheme not in ("http", "https") or not _is_host(host):
         host = f"{config.server.listen}"
         scheme = "http"
     return f"{scheme}://{host.lower()}"
+
+
+def _believed(forwarded: str | None, own: str) -> str:
+    """A trusted proxy's forwarded value, else `own`; "" when it names several (the origin
+    then falls back to the listen address)."""
+    if forwarded is None:
+        return own
+    value = one_forwarded_value(forwarded)
+    if value is None:
+        return ""
+    return value or own
 
 
 def allowed_origins(request: web.BaseRequest, config: GatewayConfig) -> tuple[str, ...]:

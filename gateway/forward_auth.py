@@ -39,7 +39,7 @@ from gateway.headers import underscored
 from gateway.outcome import OUTCOME, Outcome
 from gateway.paths import RequestTarget, canonical_target
 from gateway.respond import NO_STORE, json_error
-from gateway.routes import request_host
+from gateway.routes import RouteTable, request_host
 from gateway.websocket import is_allowed_origin
 
 log = logging.getLogger("gateway.forward_auth")
@@ -56,11 +56,35 @@ def _described(request: web.Request, name: str, *, nginx: bool) -> str | None:
     return (original or forwarded) if nginx else (forwarded or original)
 
 
-def original_method(request: web.Request, *, nginx: bool) -> str:
-    method = (_described(request, "Method", nginx=nginx) or "GET").strip().upper()
+def original_method(
+    request: web.Request, routes: RouteTable, path: str, host: str, *, nginx: bool
+) -> str:
+    """The described method. Where the routes for the path differ by method, only the
+    endpoint's own spelling is believed and it must be there: a proxy that does not set it
+    (nginx's own `auth_request` example sets only the URI) passes the client's other
+    spelling through, or nothing. Elsewhere a missing one is GET, which decides the same."""
+    if routes.depends_on_method(path, host):
+        own = "X-Original-Method" if nginx else "X-Forwarded-Method"
+        value = request.headers.get(own)
+        if value is None:
+            raise BadRequestError(f"{own} is missing, and the routes for this path depend on "
+                                  "the method")
+    else:
+        value = _described(request, "Method", nginx=nginx) or "GET"
+    method = value.strip().upper()
     if not _TOKEN.fullmatch(method):
         raise BadRequestError("X-Forwarded-Method (or X-Original-Method) is not an HTTP method")
     return method
+
+
+def original_host(request: web.Request, routes: RouteTable, path: str) -> str:
+    """The described host. Without `X-Forwarded-Host` the check's own Host would be judged
+    (for nginx, the name of its upstream block): refused where a host route may apply."""
+    headers = request.headers
+    if not headers.get("X-Forwarded-Host", "").strip() and routes.depends_on_host(path):
+        raise BadRequestError("X-Forwarded-Host is missing, and the routes for this path "
+                              "depend on the host")
+    return request_host(forwarded_host(headers, trusted=True))
 
 
 def original_uri(request: web.Request, *, nginx: bool) -> str:
@@ -82,11 +106,16 @@ def forwarded_target(uri: str) -> RequestTarget:
     return target
 
 
-def is_websocket_handshake(request: web.Request) -> bool:
-    """The described request opens a WebSocket. Proxies keep `Upgrade` to themselves (it is
-    hop-by-hop), but pass `Sec-WebSocket-Key` on."""
+def is_websocket_handshake(request: web.Request, method: str) -> bool:
+    """The described request opens a WebSocket: a GET with `Sec-WebSocket-Key` (proxies keep
+    `Upgrade` to themselves, it is hop-by-hop, but pass the key on), or a CONNECT, which is
+    how HTTP/2 and HTTP/3 open one (RFC 8441, RFC 9220) and what nothing else asks a check."""
+    if method == "CONNECT":
+        return True
     headers = request.headers
-    return "Sec-WebSocket-Key" in headers or headers.get("Upgrade", "").lower() == "websocket"
+    return method == "GET" and (
+        "Sec-WebSocket-Key" in headers or headers.get("Upgrade", "").lower() == "websocket"
+    )
 
 
 async def check(
@@ -105,19 +134,19 @@ async def check(
         return json_error(BadRequestError(
             "an identity header is spelled with underscores; proxies pass it on to the app"
         ), request_id=outcome.request_id)
-    method = original_method(request, nginx=nginx)
     target = forwarded_target(original_uri(request, nginx=nginx))
+    host = original_host(request, services.routes, target.path)
+    method = original_method(request, services.routes, target.path, host, nginx=nginx)
     outcome.checked = (method, loggable_path(target.path)[0])  # for the access line
     config = services.config.ory
     credential = extract_credential(
         request.headers, config.credentials, config.session_cookie,
         request_cookies(request.headers), key=services.credential_key,
     )
-    host = request_host(forwarded_host(request.headers, trusted=True))
     try:
         allow = await decide(services.routes, services.auth, method, target.path, host,
                              credential, outcome)
-        if method == "GET" and is_websocket_handshake(request) and not is_allowed_origin(
+        if is_websocket_handshake(request, method) and not is_allowed_origin(
             request.headers.get("Origin"), allowed_origins(request, services.config)
         ):
             outcome.decision = "denied"

@@ -151,6 +151,27 @@ class RouteTable:
                 return route
         return self.default
 
+    def depends_on_host(self, path: str) -> bool:
+        """Whether requests for `path` may meet different routes by their host: a host
+        route covers the path before a route every method and host stops at."""
+        for route in self.routes:
+            if route._path_matches(path):
+                if route.host is not None:
+                    return True
+                if route.methods is None:
+                    return False
+        return False
+
+    def depends_on_method(self, path: str, host: str = "") -> bool:
+        """Whether requests for `path` on `host` may meet different routes by their method:
+        the first route covering the path and host lists methods (the others go on)."""
+        for route in self.routes:
+            if route.host is not None and not host_matches(route.host, host):
+                continue
+            if route._path_matches(path):
+                return route.methods is not None
+        return False
+
     def claim_paths(self) -> tuple[tuple[str, ...], ...]:
         """Every session field a route requires: what the cache keeps of a session beyond
         what the gateway always needs."""

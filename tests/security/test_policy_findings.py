@@ -112,7 +112,7 @@ async def test_f2_forwarded_uri_with_an_empty_segment_is_400(
 
 async def test_f2_double_slash_in_the_query_is_fine(stack: Stack) -> None:
     response = await stack.client.get("/_auth/check", headers={
-        "X-Forwarded-Uri": "/pub/x?next=//elsewhere", **API})
+        "X-Forwarded-Uri": "/pub/x?next=//elsewhere", "X-Forwarded-Host": "a.test", **API})
 
     assert response.status == 200
 
