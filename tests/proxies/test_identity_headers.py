@@ -107,3 +107,28 @@ async def test_without_the_readmes_clearing_lines_the_app_would_be_fooled(
         f"{deployment.kind} without {lines} gave the app {leaked}; if this proxy no longer "
         "needs those lines, the README should say from which version"
     )
+
+
+CLIENT_ID = "client-chosen-request-id"
+
+
+@pytest.mark.parametrize("signed_in", [True, False], ids=["allowed", "refused"])
+async def test_a_clients_request_id_is_not_the_gateways(
+    deployment: Deployment, signed_in: bool
+) -> None:
+    """The gateway keeps a trusted proxy's request id, so the proxy must not pass a client's
+    on: a client could reuse another request's id or put its own text in the gateway's log.
+    nginx sends its own `$request_id`, Caddy none (the gateway makes one)."""
+    credential = cookie(deployment.session(deployment.sign_up("ida"))) if signed_in else {}
+    path = unique("/app")
+    answer = await deployment.request(
+        "GET", path, {**API, **credential, "X-Request-Id": CLIENT_ID}
+    )
+    if signed_in:
+        assert answer.status == 200, str(answer)
+        [seen] = deployment.received(path)
+        assert CLIENT_ID not in header_values(seen, "X-Request-Id")
+    else:
+        assert answer.status == 401, str(answer)
+        assert answer.json()["error"]["request"] not in ("", CLIENT_ID)
+        assert answer.headers.get("X-Request-Id") != CLIENT_ID
