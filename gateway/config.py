@@ -169,6 +169,9 @@ class ServerConfig:
     websocket_max_message: int = parsed(
         4 * 1024 * 1024, parse_size, "largest WebSocket message relayed (close 1009 past it)"
     )
+    routes_ignore_case: bool = parsed(
+        False, boolean, "route paths match in any case (for apps that ignore it: IIS, ASP.NET)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

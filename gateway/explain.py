@@ -46,7 +46,8 @@ def config_warnings(config: GatewayConfig) -> list[str]:
 def check_report(config: GatewayConfig) -> str:
     """The resolved routes, then any warnings."""
     table = RouteTable(config)
-    lines = ["config OK", "", "routes (first match wins):"]
+    case = "; paths in any case" if config.server.routes_ignore_case else ""
+    lines = ["config OK", "", f"routes (first match wins{case}):"]
     lines += [f"  {route.describe()}" for route in table.routes]
     lines.append(f"  {table.default.describe()}")
     lines += ["", f"upstream: {config.upstream.url}", f"ory:      {config.ory.url}"]
@@ -87,7 +88,8 @@ def explain_request(config: GatewayConfig, method: str, url: str) -> str:
     elif any(r.host is not None for r in table.routes):
         lines.append("  host:     none given (a full URL names one); routes with a host skipped")
     lines += [
-        f"  path:     {target.path} (canonical; the query never takes part in matching)",
+        f"  path:     {target.path} (canonical; the query never takes part in matching"
+        + ("; matched in any case)" if config.server.routes_ignore_case else ")"),
         f"  route:    {route.describe()}",
         f"  outcome:  {_OUTCOMES[route.access]}",
     ]

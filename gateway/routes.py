@@ -124,7 +124,7 @@ def aal_rank(aal: str) -> int:
     return _AAL_RANK.get(aal, 0)
 
 
-def glob_to_regex(pattern: str) -> re.Pattern[str]:
+def glob_to_regex(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
     """`*` = within one segment, `**` = any depth; "/a/**" also matches "/a"."""
     out: list[str] = []
     segments = pattern.split("/")[1:]
@@ -134,14 +134,17 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
             continue
         pieces = [re.escape(part) for part in segment.split("*")]
         out.append("/" + "[^/]*".join(pieces))
-    return re.compile("".join(out) or "/")
+    return re.compile("".join(out) or "/", re.IGNORECASE if ignore_case else 0)
 
 
 class RouteTable:
     """The ordered routes plus the default; `match` is the only thing the hot path calls."""
 
     def __init__(self, config: GatewayConfig) -> None:
-        self.routes = tuple(_compile(route, index) for index, route in enumerate(config.routes))
+        ignore_case = config.server.routes_ignore_case
+        self.routes = tuple(
+            _compile(route, index, ignore_case) for index, route in enumerate(config.routes)
+        )
         self.default = Route("**", config.default_access, None, None, None, None, None)
 
     def match(self, method: str, path: str, host: str = "") -> Route:
@@ -188,7 +191,7 @@ class RouteTable:
         return found
 
 
-def _compile(route: RouteConfig, index: int) -> Route:
+def _compile(route: RouteConfig, index: int, ignore_case: bool) -> Route:
     pattern = encode_path(route.path)  # "/café" matches what browsers send: "/caf%C3%A9"
     return Route(
         pattern=pattern,
@@ -197,7 +200,7 @@ def _compile(route: RouteConfig, index: int) -> Route:
         aal=route.aal,
         max_age=route.max_age,
         index=index,
-        regex=glob_to_regex(pattern),
+        regex=glob_to_regex(pattern, ignore_case=ignore_case),
         host=route.host,
         upstream=route.upstream,
         require=route.require,

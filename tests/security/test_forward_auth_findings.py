@@ -13,9 +13,13 @@ the promise it broke (docs/reference.md#forward-auth):
 * A4 a described CONNECT (how HTTP/2 and HTTP/3 open a WebSocket) gets the cross-site Origin
   check of a WebSocket handshake.
 
-(A3, case-sensitive route paths, is documented behaviour; A5, a client's request id through
-the README's proxy configs, is fixed in those configs.) On 0db7ed7, the commit before the
-fixes, every test of a refusal below fails (most were answered 200).
+* A3 route paths match case-sensitively, as documented, so behind an app that ignores case
+  (IIS, ASP.NET) `/ADMIN/` was the app's `/admin/` but not the route's. Now
+  `server.routes_ignore_case` makes routes match in any case, in proxy mode and checks.
+
+(A5, a client's request id through the README's proxy configs, is fixed in those configs.)
+On 0db7ed7, the commit before the fixes, every test of a refusal below fails (most were
+answered 200); A3's fails on f030383, before the option.
 """
 
 from __future__ import annotations
@@ -212,3 +216,33 @@ async def test_a4_described_connect_websocket_from_another_site_is_refused(
 
     assert answer == status
     assert (user is not None) is (status == 200)
+
+
+# --- A3 -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/reports/x", "/REPORTS/x", "/Reports/X"])
+async def test_a3_routes_ignoring_case_guard_every_spelling(
+    make_stack: StackFactory, path: str
+) -> None:
+    stack = await make_stack(routes=ROUTES, server=TRUSTED + "\nroutes_ignore_case = true")
+    session = sign_in(stack)
+
+    proxied = await stack.client.get(path, headers={
+        "Host": "admin.test", **stack.cookie(session.cookie_value), **API})
+    checked = await check(stack, CHECK, described(CHECK, path, host="admin.test"), session)
+
+    assert proxied.status == 403
+    assert checked == (403, None)
+    assert stack.upstream.seen == []
+
+
+async def test_a3_by_default_a_route_guards_its_own_case_only(stack: Stack) -> None:
+    """The control (documented): without the option /REPORTS/x is not /reports/x."""
+    session = sign_in(stack)
+
+    response = await stack.client.get("/REPORTS/x", headers={
+        "Host": "admin.test", **stack.cookie(session.cookie_value), **API})
+
+    assert response.status == 200
+    assert [seen.raw_path for seen in stack.upstream.seen] == ["/REPORTS/x"]

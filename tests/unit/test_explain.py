@@ -246,3 +246,12 @@ def test_check_warns_about_host_route_shadowed_by_an_earlier_one_on_the_same_hos
     assert "routes[2]: can never match: routes[0] 'crm.example.com/**' already covers every " \
         "request it would" in warnings
     assert not any(w.startswith("routes[1]") for w in warnings)
+
+
+def test_reports_say_when_route_paths_match_in_any_case() -> None:
+    config = load_config(CONFIG.replace("[server]\n", "[server]\nroutes_ignore_case = true\n"), {})
+
+    assert "routes (first match wins; paths in any case):" in check_report(config)
+    report = explain_request(config, "GET", "/INTERNAL/x")
+    assert "matched in any case" in report
+    assert "/internal/**" in report

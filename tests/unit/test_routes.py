@@ -200,3 +200,31 @@ def test_route_matches_the_canonical_spelling_of_its_path(
     table = RouteTable(load_config(f'[[routes]]\npath = "{route_path}"\naccess = "deny"\n', {}))
 
     assert table.match("GET", canonical_path(request_path)).access == "deny"
+
+
+CASE_ROUTES = """
+[[routes]]
+path = "/admin/**"
+access = "deny"
+
+[[routes]]
+path = "/caf\u00e9/*.ASPX"
+access = "public"
+"""
+
+
+@pytest.mark.parametrize("path", ["/ADMIN/x", "/Admin", "/aDmIn/users/1"])
+def test_routes_match_any_case_when_told(path: str) -> None:
+    """For apps that ignore case (IIS, ASP.NET): /ADMIN/x is their /admin/x."""
+    sensitive = table(CASE_ROUTES)
+    insensitive = table("[server]\nroutes_ignore_case = true\n" + CASE_ROUTES)
+
+    assert sensitive.match("GET", path).access == "authenticated"  # the default
+    assert insensitive.match("GET", path).access == "deny"
+
+
+def test_any_case_covers_encoded_characters_and_globs() -> None:
+    insensitive = table("[server]\nroutes_ignore_case = true\n" + CASE_ROUTES)
+
+    assert insensitive.match("GET", "/CAF%c3%a9/Page.aspx").access == "public"
+    assert insensitive.match("GET", "/caf%C3%A9/x/page.aspx").access == "authenticated"
