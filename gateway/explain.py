@@ -40,6 +40,11 @@ def config_warnings(config: GatewayConfig) -> list[str]:
         warnings.append(
             "server.public_url: not set; the origin is taken from each request's Host header"
         )
+    warnings += [
+        f"server.trusted_proxies: {network} trusts every address: anyone may ask "
+        "/_auth/check and set X-Forwarded-* and the request id; list your proxies' addresses"
+        for network in config.server.trusted_proxies if network.prefixlen == 0
+    ]
     return warnings
 
 

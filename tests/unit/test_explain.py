@@ -255,3 +255,19 @@ def test_reports_say_when_route_paths_match_in_any_case() -> None:
     report = explain_request(config, "GET", "/INTERNAL/x")
     assert "matched in any case" in report
     assert "/internal/**" in report
+
+
+@pytest.mark.parametrize("networks", ['["0.0.0.0/0"]', '["10.0.0.0/8", "::/0"]'])
+def test_check_warns_about_trusting_every_address(networks: str) -> None:
+    config = load_config(f"[server]\ntrusted_proxies = {networks}\n", {})
+
+    warnings = [w for w in config_warnings(config) if w.startswith("server.trusted_proxies")]
+
+    assert len(warnings) == 1
+    assert "/0 trusts every address" in warnings[0]
+
+
+def test_no_warning_for_a_proxy_network() -> None:
+    config = load_config('[server]\ntrusted_proxies = ["10.0.0.0/8", "127.0.0.1/32"]\n', {})
+
+    assert not [w for w in config_warnings(config) if w.startswith("server.trusted_proxies")]
