@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import select
 import socket
 import ssl
@@ -92,6 +93,9 @@ class RequestBody(NamedTuple):
     progress: Callable[[], None]  # called per chunk sent (pushes the answer deadline back)
 
 
+_HEAD_END = re.compile(rb"\n\r?\n")  # the empty line after a head (CRLF or bare LF)
+
+
 class UpstreamProtocol(ResponseHandler):
     """aiohttp's response protocol, plus a note of any byte that arrives while the connection
     is idle: such bytes are never parsed, and the connection is closed at once."""
@@ -125,18 +129,20 @@ class UpstreamProtocol(ResponseHandler):
 
     def _head_answer(self, data: bytes) -> None:
         """An answer to HEAD is its head alone, whatever else the app sends. Many legacy
-        apps send the page anyway, often in the same packet, where the parser would take it
-        for the next answer and fail the exchange (a 502). So the head is fed up to its
-        end, one head at a time (1xx ones may come first); once the final head is in, the
-        connection counts as idle: anything after it taints and closes it."""
+        apps send the page anyway, in the head's packet or a later one: the parser would
+        take it for the next answer (a 502 now, or, on a reused connection, the next
+        request's answer). So the head is fed up to its end (an empty line, CRLF or bare LF
+        as the parser accepts), one head at a time (1xx ones may come first); once the final
+        head is in, the connection counts as idle and is never reused: anything after the
+        head closes it, and it is closed when given back."""
         while data:
             seen = self._carry + data
-            end = seen.find(b"\r\n\r\n")
-            if end < 0:
-                self._carry = seen[-3:]
+            end = _HEAD_END.search(seen)
+            if end is None:
+                self._carry = seen[-2:]
                 ResponseHandler.data_received(self, data)
                 return
-            cut = end + 4 - len(self._carry)
+            cut = end.end() - len(self._carry)
             self._carry = b""
             ResponseHandler.data_received(self, data[:cut])
             data = data[cut:]
@@ -145,7 +151,7 @@ class UpstreamProtocol(ResponseHandler):
             answers = self._buffer  # aiohttp internal: ((head, body), size) not yet read
             if answers and answers[-1][0][0].code >= 200:
                 self.head_only = False
-                self.idle = True
+                self.idle = self.tainted = True
                 self.data_received(data)
                 return
 

@@ -150,14 +150,17 @@ async def test_sequential_requests_share_one_connection(
     assert pool.in_use == 0
 
 
-async def test_head_answer_has_no_body_and_the_connection_stays_usable(
+async def test_head_answer_has_no_body_and_its_connection_is_not_reused(
     pool: UpstreamPool, upstream: ScriptedUpstream
 ) -> None:
+    """A body the app sends anyway may arrive after the head was relayed and the next
+    request was written: on a reused connection it would be that request's answer."""
     upstream.script.append(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")  # no body: HEAD
 
     assert await fetch(pool, "HEAD") == (200, b"")
     assert await fetch(pool) == (200, b"ok")
-    assert [number for number, _ in upstream.heads] == [1, 1]
+    assert [number for number, _ in upstream.heads] == [1, 2]
+    assert pool.in_use == 0
 
 
 async def test_head_answered_with_a_body_anyway_gives_the_head_and_retires_the_connection(
@@ -174,22 +177,27 @@ async def test_head_answered_with_a_body_anyway_gives_the_head_and_retires_the_c
 
 HEAD_ANSWER = (b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+BARE_LF = HEAD_ANSWER.replace(b"\r\n", b"\n")  # heads the parser accepts from older apps
 
 
 @pytest.mark.parametrize("body", [b"", b"hello"])
-@pytest.mark.parametrize("split", range(1, len(HEAD_ANSWER) + 5))
+@pytest.mark.parametrize(("answer", "split"), [
+    *((HEAD_ANSWER, split) for split in range(1, len(HEAD_ANSWER) + 5)),
+    *((BARE_LF, split) for split in range(1, len(BARE_LF) + 5)),
+])
 async def test_head_answer_split_anywhere_is_read_to_its_final_head(
-    split: int, body: bytes
+    answer: bytes, split: int, body: bytes
 ) -> None:
-    """However the packets cut the heads, the final one is the answer; a byte after it (a
-    body sent anyway) marks the connection unusable, and without one it stays reusable."""
+    """However the packets cut the heads, the final one is the answer and what follows it
+    is never parsed; the connection is marked unusable either way (a late body could
+    otherwise meet the next request)."""
     loop = asyncio.get_running_loop()
     ours, theirs = socket.socketpair()
     transport, protocol = await loop.create_connection(lambda: UpstreamProtocol(loop), sock=ours)
     try:
         protocol.idle, protocol.head_only = False, True
         protocol.set_response_params(skip_payload=True, read_until_eof=True)
-        data = HEAD_ANSWER + body
+        data = answer + body
         for piece in (data[:split], data[split:]):
             if piece:
                 protocol.data_received(piece)
@@ -198,8 +206,9 @@ async def test_head_answer_split_anywhere_is_read_to_its_final_head(
             final, _ = await protocol.read()
         assert (interim.code, final.code) == (103, 200)
         assert final.headers["Content-Length"] == "5"
-        assert protocol.tainted is bool(body)
+        assert protocol.tainted
         assert protocol.idle  # nothing more may arrive for this exchange
+        assert protocol.is_connected() is not body  # a byte after the head closes it
     finally:
         transport.close()
         theirs.close()
@@ -275,7 +284,7 @@ async def test_a_kept_alive_connection_closed_by_the_upstream_is_retried_once(
     empty = b"HTTP/1.1 204 No Content\r\n\r\n"
     upstream.script += [empty, how, empty]
 
-    await fetch(pool, method)
+    await fetch(pool)  # a GET: its connection is kept (a HEAD's never is)
     assert await fetch(pool, method) == (204, b"")  # sent on the closed one, then afresh
 
     assert [number for number, _ in upstream.heads] == [1, 1, 2]

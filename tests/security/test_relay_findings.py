@@ -26,6 +26,7 @@ import contextlib
 import pytest
 from pytest_aiohttp import AiohttpServer
 
+from tests.conftest import StackFactory
 from tests.security.raw_client import API, RawClient, exchange, request
 from tests.security.scripted_upstream import ANSWERS, scripted_stack
 from tests.security.test_outsider_findings import answer_with, error_id
@@ -160,3 +161,59 @@ async def test_head_answered_with_the_page_anyway_is_relayed_as_its_head(
         assert after.json()["path"] == "/public/next"  # the app's echo, not its page
         legacy, following = stack.upstream.requests[-2:]
         assert following.conn != legacy.conn  # the connection the page came on was retired
+
+
+WAIT = 5.0
+FAKE_ANSWER = b'{"user": "alice", "fake": true}'
+
+
+async def legacy_head_app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers HEAD with its head, then, as a legacy app still busy with that request, sends
+    the page: bytes that are themselves a complete answer (an upload its author asks for
+    with HEAD, say). It sends them only once the next request has arrived on the
+    connection, the moment the gateway could take them for that request's answer."""
+
+    def answer(body: bytes) -> bytes:
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            method, target = head.split(b" ", 2)[:2]
+            if method == b"HEAD":
+                writer.write(answer(FAKE_ANSWER)[:-len(FAKE_ANSWER)])
+                await writer.drain()
+                async with asyncio.timeout(WAIT):
+                    head = await reader.readuntil(b"\r\n\r\n")  # the next request, or EOF
+                target = head.split(b" ", 2)[1]
+                writer.write(answer(FAKE_ANSWER))  # the HEAD's page, late
+            writer.write(answer(b'{"path": "%s"}' % target))
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass  # the gateway closed the connection
+    finally:
+        writer.close()
+
+
+async def test_a_late_body_after_a_head_answer_never_reaches_the_next_request(
+    make_stack: StackFactory,
+) -> None:
+    """The page an app sends for HEAD may come after the head was relayed and the next
+    request written on that connection; a reused connection gave that request the page
+    (here an answer naming another user). Failed on b769117: bob's GET got alice's answer."""
+    server = await asyncio.start_server(legacy_head_app, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    routes = (f'[[routes]]\npath = "/legacy/**"\naccess = "public"\n'
+              f'upstream = "http://127.0.0.1:{port}"\n')
+    try:
+        stack = await make_stack(routes=routes)
+        async with asyncio.timeout(WAIT):
+            head = await stack.client.head("/legacy/upload.json")
+            mine = await stack.client.get("/legacy/mine")
+            body = await mine.read()
+        assert head.status == 200
+        assert (mine.status, body) == (200, b'{"path": "/legacy/mine"}')
+    finally:
+        server.close()
+        await server.wait_closed()
