@@ -139,7 +139,7 @@ def client_address(request: web.BaseRequest, config: GatewayConfig) -> str:
 def forwarded_host(headers: CIMultiDictProxy[str], trusted: bool) -> str:
     """The Host the client asked for: X-Forwarded-Host from a trusted proxy, else Host."""
     host = headers.get("Host", "")
-    forwarded = headers.get("X-Forwarded-Host") if trusted else None
+    forwarded = all_lines(headers, "X-Forwarded-Host") if trusted else None
     if forwarded is not None:
         named = one_forwarded_value(forwarded)
         if named is None:
@@ -149,6 +149,15 @@ def forwarded_host(headers: CIMultiDictProxy[str], trusted: bool) -> str:
             )
         host = named or host
     return host
+
+
+def all_lines(headers: CIMultiDictProxy[str], name: str) -> str | None:
+    """Every line of a header as one list (`a, b`): a proxy that appends a line of its own
+    to a client's says as much as one that appends to the value."""
+    values = headers.getall(name, ())
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else ",".join(values)
 
 
 def one_forwarded_value(value: str) -> str | None:
@@ -169,8 +178,8 @@ def request_origin(request: web.BaseRequest, config: GatewayConfig) -> str:
     scheme = request.scheme
     host = request.headers.get("Host", "")
     if trusted:
-        scheme = _believed(request.headers.get("X-Forwarded-Proto"), scheme)
-        host = _believed(request.headers.get("X-Forwarded-Host"), host)
+        scheme = _believed(all_lines(request.headers, "X-Forwarded-Proto"), scheme)
+        host = _believed(all_lines(request.headers, "X-Forwarded-Host"), host)
     if scheme not in ("http", "https") or not _is_host(host):
         host = f"{config.server.listen}"
         scheme = "http"

@@ -45,15 +45,29 @@ from gateway.websocket import is_allowed_origin
 log = logging.getLogger("gateway.forward_auth")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Z-]+")  # RFC 9110 token (upper-cased)
 _LOGIN_ERRORS = (SessionRequiredError, StepUpRequiredError, RefreshRequiredError)
+# What describes the request a check is about (normalised names).
+_DESCRIBING = frozenset({
+    "x-forwarded-host", "x-forwarded-proto", "x-forwarded-method", "x-forwarded-uri",
+    "x-original-method", "x-original-uri",
+})
 
 
 def _described(request: web.Request, name: str, *, nginx: bool) -> str | None:
     """`X-Forwarded-<name>` or `X-Original-<name>`; each endpoint believes its own proxy's
     spelling first, because a proxy overwrites only the one it sets and passes the other
     through from the client (nginx forwards a client's `X-Forwarded-Uri` as it came)."""
-    forwarded = request.headers.get(f"X-Forwarded-{name}")
-    original = request.headers.get(f"X-Original-{name}")
+    forwarded = _one_line(request, f"X-Forwarded-{name}")
+    original = _one_line(request, f"X-Original-{name}")
     return (original or forwarded) if nginx else (forwarded or original)
+
+
+def _one_line(request: web.Request, name: str) -> str | None:
+    """A describing header's value; given twice, differently, it describes nothing: a proxy
+    that adds its line after a client's would have the client's believed."""
+    values = request.headers.getall(name, ())
+    if len(values) > 1 and len({value.strip() for value in values}) > 1:
+        raise BadRequestError(f"{name} is given more than once, with different values")
+    return values[0] if values else None
 
 
 def original_method(
@@ -65,7 +79,7 @@ def original_method(
     spelling through, or nothing. Elsewhere a missing one is GET, which decides the same."""
     if routes.depends_on_method(path, host):
         own = "X-Original-Method" if nginx else "X-Forwarded-Method"
-        value = request.headers.get(own)
+        value = _one_line(request, own)
         if value is None:
             raise BadRequestError(f"{own} is missing, and the routes for this path depend on "
                                   "the method")
@@ -133,6 +147,12 @@ async def check(
         log.warning("forward auth refused: an identity header spelled with underscores")
         return json_error(BadRequestError(
             "an identity header is spelled with underscores; proxies pass it on to the app"
+        ), request_id=outcome.request_id)
+    if underscored(request.headers.keys(), _DESCRIBING):
+        log.warning("forward auth refused: a forwarded header spelled with underscores")
+        return json_error(BadRequestError(
+            "a forwarded header (X_Forwarded_Host, say) is spelled with underscores; proxies "
+            "pass it on to the app, which may read it as the real one"
         ), request_id=outcome.request_id)
     target = forwarded_target(original_uri(request, nginx=nginx))
     host = original_host(request, services.routes, target.path)

@@ -246,3 +246,69 @@ async def test_a3_by_default_a_route_guards_its_own_case_only(stack: Stack) -> N
 
     assert response.status == 200
     assert [seen.raw_path for seen in stack.upstream.seen] == ["/REPORTS/x"]
+
+
+# --- A second look (the same tester, after the fixes above) ----------------------------------
+
+
+async def check_lines(stack: Stack, endpoint: str, lines: list[tuple[str, str]],
+                      session: StandinSession) -> tuple[int, str | None]:
+    """A check whose headers may repeat (a list of lines, as a proxy may append them)."""
+    response = await stack.client.get(endpoint, headers=[
+        *lines, *stack.cookie(session.cookie_value).items(), *API.items(),
+    ])
+    return response.status, response.headers.get("X-User-Id")
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+async def test_a1_forwarded_host_given_on_two_lines_is_one_list(
+    stack: Stack, endpoint: str
+) -> None:
+    """Two lines say what `app.test,admin.test` says: Rack and Werkzeug join them and take
+    the last. Failed on b769117: the check judged the first line alone (200)."""
+    session = sign_in(stack)
+    base = [(k, v) for k, v in described(endpoint, "/reports/x", host=None).items()]
+
+    differing = await check_lines(stack, endpoint, [
+        *base, ("X-Forwarded-Host", "app.test"), ("X-Forwarded-Host", "admin.test")], session)
+    repeated = await check_lines(stack, endpoint, [
+        *base, ("X-Forwarded-Host", "app.test"), ("X-Forwarded-Host", "app.test")], session)
+
+    assert differing == (400, None)
+    assert repeated == (200, session.identity_id)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("kind", ["Method", "Uri"])
+async def test_a2_a_describing_header_given_twice_differently_is_400(
+    stack: Stack, endpoint: str, kind: str
+) -> None:
+    """A proxy that adds its line after the client's would have the client's believed.
+    Failed on b769117: the first line was judged (200 for a GET-only public path)."""
+    session = sign_in(stack)
+    nginx = endpoint == NGINX
+    name = ("X-Original-" if nginx else "X-Forwarded-") + ("URI" if nginx and kind == "Uri"
+                                                           else kind)
+    first, second = ("GET", "DELETE") if kind == "Method" else ("/static/x", "/api/write/x")
+    description = described(endpoint, "/static/x", method="GET")
+    lines = [(k, v) for k, v in description.items() if k.lower() != name.lower()]
+
+    twice = await check_lines(stack, endpoint, [*lines, (name, first), (name, second)],
+                              session)
+    same = await check_lines(stack, endpoint, [*lines, (name, first), (name, first)], session)
+
+    assert twice == (400, None)
+    assert same == (200, None)  # the GET-only public route, judged (no identity on it)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("spelling", ["X_Forwarded_Host", "x_forwarded_uri", "X_Original_URI"])
+async def test_a1_a_describing_header_spelled_with_underscores_is_400(
+    stack: Stack, endpoint: str, spelling: str
+) -> None:
+    """Caddy passes `X_Forwarded_Host` on to the app, and PHP, Rack and WSGI servers read it
+    as `X-Forwarded-Host`: the app could serve a host the check never judged."""
+    session = sign_in(stack)
+    headers = {**described(endpoint, "/app/x"), spelling: "admin.test"}
+
+    assert await check(stack, endpoint, headers, session) == (400, None)
