@@ -144,8 +144,8 @@ def forwarded_host(headers: CIMultiDictProxy[str], trusted: bool) -> str:
         named = one_forwarded_value(forwarded)
         if named is None:
             raise BadRequestError(
-                "X-Forwarded-Host names several hosts: the gateway and the app could each "
-                "believe a different one"
+                "X-Forwarded-Host is not one host (several, or an empty one in a list): the "
+                "gateway and the app could each believe a different one"
             )
         host = named or host
     return host
@@ -163,11 +163,11 @@ def all_lines(headers: CIMultiDictProxy[str], name: str) -> str | None:
 def one_forwarded_value(value: str) -> str | None:
     """A forwarded header's one value: `a` for `a` or `a, a` (proxies that append repeat
     it), None when it lists different ones (an app may read the first or the last: Rack
-    and Werkzeug take the last), "" when empty."""
+    and Werkzeug take the last) or an empty one (`,`, `a,`), "" when empty."""
     if "," not in value:
         return value.strip()
     values = {part.strip().lower() for part in value.split(",")}
-    return values.pop() if len(values) == 1 else None
+    return values.pop() if len(values) == 1 and "" not in values else None
 
 
 def request_origin(request: web.BaseRequest, config: GatewayConfig) -> str:

@@ -7,6 +7,7 @@ import functools
 import json
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from gateway.config import GatewayConfig
 from gateway.errors import BadRequestError
@@ -124,7 +125,7 @@ def aal_rank(aal: str) -> int:
     return _AAL_RANK.get(aal, 0)
 
 
-def glob_to_regex(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
     """`*` = within one segment, `**` = any depth; "/a/**" also matches "/a"."""
     out: list[str] = []
     segments = pattern.split("/")[1:]
@@ -134,21 +135,34 @@ def glob_to_regex(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]
             continue
         pieces = [re.escape(part) for part in segment.split("*")]
         out.append("/" + "[^/]*".join(pieces))
-    return re.compile("".join(out) or "/", re.IGNORECASE if ignore_case else 0)
+    return re.compile("".join(out) or "/")
+
+
+def folded(path: str) -> str:
+    """A path as `server.routes_ignore_case` compares it: escapes decoded (the canonical
+    path keeps none that could split a segment) and each character upper-cased on its own,
+    as IIS and .NET compare (`é`/`É` alike, dotless i as `I`; `ß` stays one letter)."""
+    if "%" in path:
+        path = unquote(path)
+    if path.isascii():
+        return path.upper()
+    return "".join(upper if len(upper := char.upper()) == 1 else char for char in path)
 
 
 class RouteTable:
     """The ordered routes plus the default; `match` is the only thing the hot path calls."""
 
     def __init__(self, config: GatewayConfig) -> None:
-        ignore_case = config.server.routes_ignore_case
+        self.fold = config.server.routes_ignore_case
         self.routes = tuple(
-            _compile(route, index, ignore_case) for index, route in enumerate(config.routes)
+            _compile(route, index, self.fold) for index, route in enumerate(config.routes)
         )
         self.default = Route("**", config.default_access, None, None, None, None, None)
 
     def match(self, method: str, path: str, host: str = "") -> Route:
         """First route that matches, else the default."""
+        if self.fold:
+            path = folded(path)
         for route in self.routes:
             if route.matches(method, path, host):
                 return route
@@ -157,6 +171,8 @@ class RouteTable:
     def depends_on_host(self, path: str) -> bool:
         """Whether requests for `path` may meet different routes by their host: a host
         route covers the path before a route every method and host stops at."""
+        if self.fold:
+            path = folded(path)
         for route in self.routes:
             if route._path_matches(path):
                 if route.host is not None:
@@ -168,6 +184,8 @@ class RouteTable:
     def depends_on_method(self, path: str, host: str = "") -> bool:
         """Whether requests for `path` on `host` may meet different routes by their method:
         the first route covering the path and host lists methods (the others go on)."""
+        if self.fold:
+            path = folded(path)
         for route in self.routes:
             if route.host is not None and not host_matches(route.host, host):
                 continue
@@ -185,13 +203,13 @@ class RouteTable:
         found: list[tuple[Route, Route]] = []
         for position, later in enumerate(self.routes):
             for earlier in self.routes[:position]:
-                if _covers(earlier, later):
+                if _covers(earlier, later, self.fold):
                     found.append((later, earlier))
                     break
         return found
 
 
-def _compile(route: RouteConfig, index: int, ignore_case: bool) -> Route:
+def _compile(route: RouteConfig, index: int, fold: bool) -> Route:
     pattern = encode_path(route.path)  # "/café" matches what browsers send: "/caf%C3%A9"
     return Route(
         pattern=pattern,
@@ -200,14 +218,14 @@ def _compile(route: RouteConfig, index: int, ignore_case: bool) -> Route:
         aal=route.aal,
         max_age=route.max_age,
         index=index,
-        regex=glob_to_regex(pattern, ignore_case=ignore_case),
+        regex=glob_to_regex(folded(pattern) if fold else pattern),
         host=route.host,
         upstream=route.upstream,
         require=route.require,
     )
 
 
-def _covers(earlier: Route, later: Route) -> bool:
+def _covers(earlier: Route, later: Route, fold: bool) -> bool:
     """Probe the later route's pattern with sample paths; all must match the earlier one,
     for every host the later one serves."""
     if earlier.methods is not None and not (later.methods and later.methods <= earlier.methods):
@@ -215,7 +233,8 @@ def _covers(earlier: Route, later: Route) -> bool:
     if not _host_covers(earlier.host, later.host):
         return False
     assert earlier.regex is not None  # noqa: S101 - compiled routes always have one
-    return all(earlier.regex.fullmatch(probe) for probe in _probes(later.pattern))
+    later_pattern = folded(later.pattern) if fold else later.pattern
+    return all(earlier.regex.fullmatch(probe) for probe in _probes(later_pattern))
 
 
 def _host_covers(earlier: str | None, later: str | None) -> bool:

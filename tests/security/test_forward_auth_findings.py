@@ -90,7 +90,7 @@ async def check(stack: Stack, endpoint: str, headers: dict[str, str],
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize("host", [
     "app.test,admin.test", "x,admin.test", ",admin.test", "app.test, ADMIN.test",
-    "admin.test,app.test",
+    "admin.test,app.test", ",", "admin.test,",
 ])
 async def test_a1_forwarded_host_naming_several_hosts_is_400(
     stack: Stack, endpoint: str, host: str

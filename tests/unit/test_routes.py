@@ -228,3 +228,32 @@ def test_any_case_covers_encoded_characters_and_globs() -> None:
 
     assert insensitive.match("GET", "/CAF%c3%a9/Page.aspx").access == "public"
     assert insensitive.match("GET", "/caf%C3%A9/x/page.aspx").access == "authenticated"
+
+
+@pytest.mark.parametrize("path", [
+    "/CAF%C3%89/x", "/caf%C3%89/x", "/Caf%c3%a9/x",  # É, é: one letter in two cases
+    "/adm%C4%B1n/x",  # dotless i (U+0131): .NET upper-cases it to I, IIS reads /admin/x
+])
+def test_any_case_folds_letters_beyond_ascii(path: str) -> None:
+    """Case-insensitive apps compare characters, not their UTF-8 escapes (outside tester)."""
+    insensitive = table("[server]\nroutes_ignore_case = true\n" + """
+[[routes]]
+path = "/caf\u00e9/**"
+access = "deny"
+
+[[routes]]
+path = "/admin/**"
+access = "deny"
+""")
+
+    assert insensitive.match("GET", path).access == "deny"
+
+
+def test_any_case_keeps_sharp_s_one_letter() -> None:
+    """`ß` upper-cases to `SS` in full case mapping, which IIS does not do: /strasse is
+    not /straße there, so not here either."""
+    insensitive = table('[server]\nroutes_ignore_case = true\n'
+                        '[[routes]]\npath = "/stra\u00dfe/**"\naccess = "deny"\n')
+
+    assert insensitive.match("GET", "/STRA%C3%9FE/x").access == "deny"
+    assert insensitive.match("GET", "/strasse/x").access == "authenticated"
