@@ -102,6 +102,7 @@ def request_host(value: str) -> str:
 
 
 _CACHED_UP_TO = 300
+_LONGEST_HOST = 253 + len(".:65535")  # a full name, its root dot and a port
 
 
 def _host_name(value: str) -> str | None:
@@ -109,6 +110,8 @@ def _host_name(value: str) -> str | None:
     host = value.strip().lower()
     if not host:
         return ""  # HTTP/1.0 without Host: only routes without a host match
+    if len(host) > _LONGEST_HOST:
+        return None  # no name is that long (253 characters, plus a port)
     match = _HOST.fullmatch(host)
     if match is None:
         return None

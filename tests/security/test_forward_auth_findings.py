@@ -312,3 +312,15 @@ async def test_a1_a_describing_header_spelled_with_underscores_is_400(
     headers = {**described(endpoint, "/app/x"), spelling: "admin.test"}
 
     assert await check(stack, endpoint, headers, session) == (400, None)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+async def test_a_forwarded_host_longer_than_any_name_is_400(stack: Stack, endpoint: str) -> None:
+    """No host name is longer than 253 characters; 6 000 of them name nothing."""
+    session = sign_in(stack)
+    longest = ("a" * 62 + ".") * 4 + "test"  # 256 characters: one too many with its port
+    headers = described(endpoint, "/app/x", host=("a" * 60 + ".") * 100 + "test")
+
+    assert await check(stack, endpoint, headers, session) == (400, None)
+    assert (await check(stack, endpoint, described(endpoint, "/app/x", host=longest[-253:]),
+                        session))[0] == 200
