@@ -43,11 +43,13 @@ def normalise_name(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
-def underscored(names: Iterable[str], strip: frozenset[str]) -> bool:
-    """Whether a header name spells an identity header with an underscore (`X_User_Id`).
-    A proxy in front removes `X-User-Id` but passes this spelling on, and PHP, Rack and
-    WSGI servers read it as the same header, so a forward-auth check refuses it."""
-    return any("_" in name and normalise_name(name) in strip for name in names)
+def underscored(names: Iterable[str]) -> frozenset[str]:
+    """The normalised names of headers spelled with an underscore (`X_User_Id`). A proxy in
+    front removes `X-User-Id` but passes this spelling on, and PHP, Rack and WSGI servers
+    read it as the same header, so a forward-auth check refuses identity and describing
+    headers so spelled."""
+    found = [name for name in names if "_" in name]
+    return frozenset(map(normalise_name, found)) if found else frozenset()
 
 
 def encode_value(value: str) -> str:
