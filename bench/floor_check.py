@@ -11,13 +11,17 @@ aiohttp-based check costs before it decides anything (docs/performance.md, issue
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from floor_proxy import run  # a sibling script, found through the line above
 
 COOKIE = "ory_kratos_session"
 ORY = web.AppKey("floor_ory", str)
@@ -67,17 +71,6 @@ def build(ory: str, ttl: float) -> web.Application:
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> None:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port, backlog=1024).start()
-    print(f"floor check listening on http://{host}:{port}", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -85,13 +78,7 @@ def main() -> None:
     parser.add_argument("--ory", required=True, help="stand-in base URL")
     parser.add_argument("--ttl", type=float, default=10.0)
     args = parser.parse_args()
-    loop_factory = None
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(build(args.ory, args.ttl), args.host, args.port))
+    run(build(args.ory, args.ttl), args.host, args.port, "floor check")
 
 
 if __name__ == "__main__":

@@ -104,15 +104,26 @@ def build(ory: str, upstream: str, ttl: float) -> web.Application:
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> None:
+async def serve(app: web.Application, host: str, port: int, name: str) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port, backlog=1024).start()
-    print(f"floor proxy listening on http://{host}:{port}", flush=True)
+    print(f"{name} listening on http://{host}:{port}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+
+
+def run(app: web.Application, host: str, port: int, name: str) -> None:
+    """Serve `app` until killed, on uvloop when it is installed (as the gateway runs)."""
+    loop_factory = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(app, host, port, name))
 
 
 def main() -> None:
@@ -123,13 +134,7 @@ def main() -> None:
     parser.add_argument("--upstream", required=True, help="upstream base URL")
     parser.add_argument("--ttl", type=float, default=10.0)
     args = parser.parse_args()
-    loop_factory = None
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(build(args.ory, args.upstream, args.ttl), args.host, args.port))
+    run(build(args.ory, args.upstream, args.ttl), args.host, args.port, "floor proxy")
 
 
 if __name__ == "__main__":
