@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,30 +20,8 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from floor_proxy import run  # a sibling script, found through the line above
-
-COOKIE = "ory_kratos_session"
-ORY = web.AppKey("floor_ory", str)
-TTL = web.AppKey("floor_ttl", float)
-CACHE = web.AppKey("floor_cache", dict[str, tuple[str, float]])
-CLIENT = web.AppKey("floor_client", aiohttp.ClientSession)
-
-
-async def identity_of(app: web.Application, cookie: str) -> str | None:
-    """The identity id behind a session cookie: from the dict, else one whoami call."""
-    now = time.monotonic()
-    hit = app[CACHE].get(cookie)
-    if hit is not None and hit[1] > now:
-        return hit[0]
-    async with app[CLIENT].get(
-        f"{app[ORY]}/sessions/whoami", headers={"Cookie": f"{COOKIE}={cookie}"}
-    ) as response:
-        if response.status != 200:
-            return None
-        document = await response.json()
-    identity = str(document["identity"]["id"])
-    app[CACHE][cookie] = (identity, now + app[TTL])
-    return identity
+# Sibling scripts, found through the line above: the floor proxy's cache and whoami call.
+from floor_proxy import CACHE, CLIENTS, CONFIG, COOKIE, FloorConfig, identity_of, run
 
 
 async def check(request: web.Request) -> web.Response:
@@ -57,14 +34,14 @@ async def check(request: web.Request) -> web.Response:
 
 def build(ory: str, ttl: float) -> web.Application:
     app = web.Application()
-    app[ORY] = ory.rstrip("/")
-    app[TTL] = ttl
+    app[CONFIG] = FloorConfig(ory.rstrip("/"), "", ttl)  # no upstream: the proxy has it
     app[CACHE] = {}
+    app[CLIENTS] = {}
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        app[CLIENT] = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        app[CLIENTS]["ory"] = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         yield
-        await app[CLIENT].close()
+        await app[CLIENTS]["ory"].close()
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_route("*", "/{tail:.*}", check)
